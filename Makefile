@@ -1,0 +1,32 @@
+# Two commands: `make demo` (set up + run the demo flow) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STORE ?= ./store
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "error: Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/skycurate run hello --store $(STORE)
+
+# pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
+test: install
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; the suite must never be empty"; exit 1; fi; \
+	exit $$rc
+
+bench: install
+	$(PY) benchmarks/catalog_publish.py
+
+clean:
+	rm -rf $(VENV) $(STORE) .pytest_cache build src/*.egg-info

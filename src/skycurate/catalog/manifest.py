@@ -1,0 +1,83 @@
+"""The ``_manifest.json`` of a published version (fields fixed by DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+MANIFEST_FILE = "_manifest.json"
+FORMAT_VERSION = 1
+
+
+class FileEntry(BaseModel):
+    path: str  # relative to the version folder
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class Parent(BaseModel):
+    """An input of a version: another dataset version, or an external file pinned by hash."""
+
+    name: str
+    version: str | None = None
+    uri: str | None = None
+    sha256: str | None = None
+
+    @property
+    def is_dataset(self) -> bool:
+        return self.version is not None and self.uri is None
+
+
+class Producer(BaseModel):
+    flow: str | None = None
+    flow_run_id: str | None = None
+    task: str | None = None
+    code_version: str = "unknown"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    name: str
+    version: str
+    created_at: str
+    num_rows: int
+    num_bytes: int
+    schema_: dict[str, Any] = Field(alias="schema")
+    files: list[FileEntry]
+    parents: list[Parent] = Field(default_factory=list)
+    producer: Producer = Field(default_factory=Producer)
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = {"populate_by_name": True}
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Manifest":
+        return cls.model_validate_json(text)
+
+
+def _type_json(t: pa.DataType) -> Any:
+    """Arrow type as JSON: a string for primitives, nested dicts for list/struct/map."""
+    if pa.types.is_struct(t):
+        return {"struct": [_field_json(t.field(i)) for i in range(t.num_fields)]}
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return {"list": _type_json(t.value_type)}
+    if pa.types.is_map(t):
+        return {"map": [_type_json(t.key_type), _type_json(t.item_type)]}
+    return str(t)
+
+
+def _field_json(f: pa.Field) -> dict[str, Any]:
+    return {"name": f.name, "type": _type_json(f.type), "nullable": f.nullable}
+
+
+def schema_to_json(schema: pa.Schema) -> dict[str, Any]:
+    """Readable, stable JSON for an Arrow schema (pandas/Spark metadata left out)."""
+    return {"fields": [_field_json(f) for f in schema]}

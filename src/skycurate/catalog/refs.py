@@ -1,0 +1,71 @@
+"""Dataset names, version labels and references (``web/clean@v0003``)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+from skycurate.errors import InvalidReference
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$")
+VERSION_RE = re.compile(r"^v(\d{4,})$")
+LATEST = "latest"
+
+
+def check_name(name: str) -> str:
+    """Dataset names are ``namespace/name`` in lower case; they become folder names."""
+    if not NAME_RE.match(name or ""):
+        raise InvalidReference(
+            f"bad dataset name {name!r}: expected 'namespace/name' "
+            "(lower-case letters, digits, '_', '-', '.'), e.g. 'web/clean'"
+        )
+    return name
+
+
+def version_label(number: int) -> str:
+    return f"v{number:04d}"
+
+
+def version_number(label: str) -> int:
+    m = VERSION_RE.match(label)
+    if not m:
+        raise InvalidReference(f"bad version {label!r}: expected 'vNNNN' (e.g. v0003) or 'latest'")
+    return int(m.group(1))
+
+
+def parse_ref(text: str) -> tuple[str, str]:
+    """Split ``ns/name@v0003`` / ``ns/name@latest`` / ``ns/name`` into (name, version-or-latest).
+
+    A bare number after ``@`` (``web/clean@3``) is accepted and normalised to ``v0003``.
+    """
+    name, sep, version = text.strip().partition("@")
+    check_name(name)
+    if not sep or version in ("", LATEST):
+        return name, LATEST
+    if version.isdigit():
+        return name, version_label(int(version))
+    version_number(version)
+    return name, version
+
+
+class DatasetRef(BaseModel):
+    """A resolved, immutable dataset version in a given store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    store: str
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        """Folder of the version: what a trainer points a Parquet reader at."""
+        return f"{self.store.rstrip('/')}/{self.name}/{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def __str__(self) -> str:
+        return self.label

@@ -1,0 +1,431 @@
+"""The versioned dataset store: publish, resolve, open, lineage, verify.
+
+Layout (DESIGN.md)::
+
+    <store>/<ns>/<name>/v0001/part-00000.parquet ...
+    <store>/<ns>/<name>/v0001/_manifest.json
+    <store>/<ns>/<name>/_latest            # text: v0001
+
+Publishing protocol, chosen so that a crash never leaves a visible partial version
+and two publishers never share a version number:
+
+1. files are written into ``_staging/<token>/`` (invisible to readers);
+2. a version number is *claimed* by creating ``_claims/vNNNN`` exclusively
+   (``O_EXCL`` locally, a conditional put on object stores); a loser takes the next number;
+3. local stores: the manifest goes into the staging folder, which is renamed to
+   ``vNNNN`` in one atomic ``rename``; other fsspec stores: files are moved into
+   ``vNNNN/`` and the manifest is written last, so it is the commit point;
+4. ``_latest`` is rewritten (atomically) until it names the highest visible version.
+
+A version is visible when ``vNNNN/_manifest.json`` exists. A crash before step 3 leaves
+only a staging folder (swept after a day) and perhaps a claim, i.e. a gap in numbering.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, Field
+
+from skycurate.catalog.manifest import MANIFEST_FILE, Manifest, Parent, Producer, schema_to_json
+from skycurate.catalog.refs import LATEST, DatasetRef, check_name, parse_ref, version_label, version_number
+from skycurate.catalog.writers import DEFAULT_MAX_ROWS_PER_FILE, describe_file, read_schema, write_into
+from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
+
+STORE_ENV = "SKYCURATE_STORE"
+DEFAULT_STORE = "./store"
+LATEST_FILE = "_latest"
+STAGING_DIR = "_staging"
+CLAIMS_DIR = "_claims"
+STAGING_MAX_AGE = dt.timedelta(days=1)
+_VERSION_DIR = re.compile(r"^v\d{4,}$")
+
+
+def default_store() -> str:
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def normalize_store(store: str | os.PathLike | None) -> str:
+    """Absolute local path, or the URL as given (``memory://x``, ``s3://bucket/prefix``)."""
+    text = os.fspath(store) if store is not None else default_store()
+    if "://" in text or "::" in text:
+        return text.rstrip("/")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+class VerifyReport(BaseModel):
+    dataset: str
+    ok: bool
+    files_checked: int
+    rows: int
+    problems: list[str] = Field(default_factory=list)
+
+
+class LineageNode(BaseModel):
+    """One input in a lineage tree: a dataset version, or an external file pinned by hash."""
+
+    name: str
+    version: str | None = None
+    uri: str | None = None
+    sha256: str | None = None
+    num_rows: int | None = None
+    missing: bool = False
+    parents: list["LineageNode"] = Field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}" if self.version else self.name
+
+
+class DatasetSummary(BaseModel):
+    name: str
+    latest: str
+    versions: int
+    num_rows: int
+    num_bytes: int
+    created_at: str
+
+
+def _now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _coerce_parent(catalog: "Catalog", parent: Any) -> Parent:
+    if isinstance(parent, Parent):
+        return parent
+    if isinstance(parent, DatasetRef):
+        return Parent(name=parent.name, version=parent.version)
+    if isinstance(parent, str):
+        ref = catalog.resolve(parent)
+        return Parent(name=ref.name, version=ref.version)
+    if isinstance(parent, dict):
+        return Parent.model_validate(parent)
+    raise PublishError(f"bad parent {parent!r}: pass a DatasetRef, 'ns/name@vNNNN' or a Parent")
+
+
+class Catalog:
+    """A store of versioned Parquet datasets at a local path or any fsspec URL."""
+
+    def __init__(self, store: str | os.PathLike | None = None):
+        self.url = normalize_store(store)
+        try:
+            self.fs, self.root = url_to_fs(self.url)
+        except (ValueError, ImportError) as e:
+            raise StoreError(f"cannot open store {self.url}: {e}") from None
+        self.root = self.root.rstrip("/") or "/"
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.url!r})"
+
+    # ---- paths ---------------------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def _ref(self, name: str, version: str) -> DatasetRef:
+        return DatasetRef(store=self.url, name=name, version=version)
+
+    def file_paths(self, ref: str | DatasetRef) -> list[str]:
+        """Paths (within this store's filesystem) of the version's Parquet files, in manifest order."""
+        ref = self.resolve(ref)
+        return [self._path(ref.name, ref.version, f.path) for f in self.manifest(ref).files]
+
+    def file_urls(self, ref: str | DatasetRef) -> list[str]:
+        """Full paths/URLs of the version's Parquet files, as other readers need them."""
+        ref = self.resolve(ref)
+        return [f"{ref.uri}/{f.path}" for f in self.manifest(ref).files]
+
+    # ---- reading -------------------------------------------------------------------------
+    def _check_readable(self) -> None:
+        try:
+            ok = self.fs.isdir(self.root)
+        except Exception as e:  # noqa: BLE001 - any backend error means "cannot read"
+            raise StoreError(f"cannot read store {self.url}: {e}") from None
+        if not ok:
+            raise StoreError(f"store {self.url} does not exist or is not a folder "
+                             f"(set --store or {STORE_ENV})")
+
+    def versions(self, name: str) -> list[str]:
+        """Visible versions of ``name``, oldest first."""
+        check_name(name)
+        base = self._path(name)
+        try:
+            manifests = self.fs.glob(posixpath.join(base, "v*", MANIFEST_FILE))
+        except FileNotFoundError:
+            return []
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"cannot list {self.url}/{name}: {e}") from None
+        found = {posixpath.basename(posixpath.dirname(p)) for p in manifests}
+        return sorted((v for v in found if _VERSION_DIR.match(v)), key=version_number)
+
+    def names(self) -> list[str]:
+        """Every dataset name with at least one visible version."""
+        self._check_readable()
+        pattern = posixpath.join(self.root, "*", "*", "v*", MANIFEST_FILE)
+        names = set()
+        for p in self.fs.glob(pattern):
+            rel = posixpath.relpath(p, self.root).split("/")
+            if len(rel) == 4 and _VERSION_DIR.match(rel[2]):
+                names.add(f"{rel[0]}/{rel[1]}")
+        return sorted(names)
+
+    def resolve(self, ref: str | DatasetRef) -> DatasetRef:
+        """``ns/name@latest`` / ``ns/name@v0003`` / ``ns/name`` -> a concrete DatasetRef."""
+        if isinstance(ref, DatasetRef):
+            if ref.store != self.url:
+                return Catalog(ref.store).resolve(ref)
+            name, version = ref.name, ref.version
+        else:
+            name, version = parse_ref(ref)
+        if version == LATEST:
+            versions = self.versions(name)
+            if not versions:
+                raise DatasetNotFound(self._not_found_message(name))
+            return self._ref(name, versions[-1])
+        if not self.fs.exists(self._path(name, version, MANIFEST_FILE)):
+            versions = self.versions(name)
+            if not versions:
+                raise DatasetNotFound(self._not_found_message(name))
+            raise DatasetNotFound(f"{name} has no version {version} in {self.url} "
+                                  f"(versions: {', '.join(versions)})")
+        return self._ref(name, version)
+
+    def _not_found_message(self, name: str) -> str:
+        self._check_readable()
+        known = self.names()
+        hint = f" (known: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})" if known else \
+            " (the store is empty)"
+        return f"unknown dataset {name!r} in store {self.url}{hint}"
+
+    def exists(self, ref: str | DatasetRef) -> bool:
+        try:
+            self.resolve(ref)
+            return True
+        except DatasetNotFound:
+            return False
+
+    def manifest(self, ref: str | DatasetRef) -> Manifest:
+        ref = self.resolve(ref)
+        return _read_manifest(self.fs, self._path(ref.name, ref.version, MANIFEST_FILE))
+
+    def open(self, ref: str | DatasetRef) -> pads.Dataset:
+        """A ``pyarrow.dataset.Dataset`` over exactly the files listed in the manifest."""
+        paths = self.file_paths(ref)
+        filesystem = pafs.LocalFileSystem() if self.is_local else \
+            pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return pads.dataset(paths, format="parquet", filesystem=filesystem)
+
+    def lineage(self, ref: str | DatasetRef) -> LineageNode:
+        """The tree of inputs of a version, walking manifests' ``parents`` recursively."""
+        ref = self.resolve(ref)
+        return self._lineage(ref.name, ref.version, seen=set())
+
+    def _lineage(self, name: str, version: str, seen: set[str]) -> LineageNode:
+        label = f"{name}@{version}"
+        try:
+            m = self.manifest(self._ref(name, version))
+        except DatasetNotFound:
+            return LineageNode(name=name, version=version, missing=True)
+        node = LineageNode(name=name, version=version, num_rows=m.num_rows)
+        if label in seen:  # a diamond: show the node once with its inputs, then as a leaf
+            return node
+        seen.add(label)
+        for p in m.parents:
+            if p.is_dataset:
+                node.parents.append(self._lineage(p.name, p.version, seen))
+            else:
+                node.parents.append(LineageNode(name=p.name, version=p.version, uri=p.uri, sha256=p.sha256))
+        return node
+
+    def verify(self, ref: str | DatasetRef,
+               progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Re-hash every file and re-count rows against the manifest."""
+        ref = self.resolve(ref)
+        m = self.manifest(ref)
+        folder = self._path(ref.name, ref.version)
+        problems: list[str] = []
+        total_rows = 0
+        for i, entry in enumerate(m.files):
+            path = posixpath.join(folder, entry.path)
+            if not self.fs.exists(path):
+                problems.append(f"{entry.path}: missing")
+            else:
+                try:
+                    actual = describe_file(self.fs, path, entry.path)
+                except Exception as e:  # noqa: BLE001 - a corrupt file must be reported, not raised
+                    problems.append(f"{entry.path}: unreadable Parquet ({type(e).__name__}: {e})")
+                else:
+                    total_rows += actual.rows
+                    if actual.sha256 != entry.sha256:
+                        problems.append(f"{entry.path}: sha256 {actual.sha256[:12]}... != manifest "
+                                        f"{entry.sha256[:12]}...")
+                    if actual.bytes != entry.bytes:
+                        problems.append(f"{entry.path}: {actual.bytes} bytes != manifest {entry.bytes}")
+                    if actual.rows != entry.rows:
+                        problems.append(f"{entry.path}: {actual.rows} rows != manifest {entry.rows}")
+            if progress:
+                progress(i + 1, len(m.files))
+        listed = {f.path for f in m.files}
+        for p in self.fs.find(folder):
+            rel = posixpath.relpath(p, folder)
+            if rel.endswith(".parquet") and rel not in listed:
+                problems.append(f"{rel}: not in the manifest")
+        if not problems and total_rows != m.num_rows:
+            problems.append(f"files hold {total_rows} rows, manifest says {m.num_rows}")
+        return VerifyReport(dataset=ref.label, ok=not problems, files_checked=len(m.files),
+                            rows=total_rows, problems=problems)
+
+    def summaries(self) -> list[DatasetSummary]:
+        out = []
+        for name in self.names():
+            versions = self.versions(name)
+            m = self.manifest(self._ref(name, versions[-1]))
+            out.append(DatasetSummary(name=name, latest=versions[-1], versions=len(versions),
+                                      num_rows=m.num_rows, num_bytes=m.num_bytes, created_at=m.created_at))
+        return out
+
+    # ---- publishing ----------------------------------------------------------------------
+    def publish(self, name: str, data: Any, parents: Iterable[Any] = (), producer: Producer | dict | None = None,
+                stats: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None, *, schema: pa.Schema | None = None,
+                max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE) -> DatasetRef:
+        """Write ``data`` as a new immutable version of ``name`` and return its reference.
+
+        ``stats`` may be a callable given the number of rows written: it runs before the
+        commit, so counts can go into the manifest without a second pass over the data,
+        and an exception from it (e.g. counts that do not reconcile) publishes nothing.
+        """
+        check_name(name)
+        parent_list = [_coerce_parent(self, p) for p in parents]
+        producer = Producer.model_validate(producer) if isinstance(producer, dict) else (producer or Producer())
+        base = self._path(name)
+        token = f"{_now_utc():%Y%m%dT%H%M%SZ}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging = posixpath.join(base, STAGING_DIR, token)
+        try:
+            self.fs.makedirs(staging, exist_ok=True)
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"cannot write to store {self.url}: {e}") from None
+        self._sweep_staging(base)
+        try:
+            write_into(self.fs, staging, data, schema=schema, max_rows_per_file=max_rows_per_file)
+            parts = sorted(p for p in self.fs.ls(staging, detail=False) if p.endswith(".parquet"))
+            files = [describe_file(self.fs, p, posixpath.basename(p)) for p in parts]
+            arrow_schema = read_schema(self.fs, parts[0])
+            num_rows = sum(f.rows for f in files)
+            stats_dict = stats(num_rows) if callable(stats) else (stats or {})
+            number = self._claim_version(base, token)
+            version = version_label(number)
+            manifest = Manifest(
+                name=name, version=version, created_at=_now_utc().isoformat(timespec="microseconds"),
+                num_rows=num_rows, num_bytes=sum(f.bytes for f in files),
+                schema=schema_to_json(arrow_schema), files=files, parents=parent_list,
+                producer=producer, stats=stats_dict,
+            )
+            self._commit(base, staging, version, manifest)
+        except SkycurateError:
+            raise
+        except Exception as e:
+            raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
+        finally:
+            if self.fs.exists(staging):
+                self.fs.rm(staging, recursive=True)
+            self._remove_if_empty(posixpath.dirname(staging))
+        self._update_latest(name)
+        return self._ref(name, version)
+
+    def _claim_version(self, base: str, token: str) -> int:
+        claims = posixpath.join(base, CLAIMS_DIR)
+        self.fs.makedirs(claims, exist_ok=True)
+        taken = [version_number(posixpath.basename(p)) for p in self.fs.ls(claims, detail=False)
+                 if _VERSION_DIR.match(posixpath.basename(p))]
+        taken += [version_number(v) for v in self.versions(self._name_of(base))]
+        number = max(taken, default=0) + 1
+        while True:
+            try:
+                with self.fs.open(posixpath.join(claims, version_label(number)), "xb") as f:
+                    f.write(token.encode())
+                return number
+            except FileExistsError:
+                number += 1
+
+    def _name_of(self, base: str) -> str:
+        return posixpath.relpath(base, self.root)
+
+    def _commit(self, base: str, staging: str, version: str, manifest: Manifest) -> None:
+        final = posixpath.join(base, version)
+        if self.is_local:
+            self.fs.pipe_file(posixpath.join(staging, MANIFEST_FILE), manifest.to_json().encode())
+            os.rename(staging, final)  # atomic; fails if ``final`` exists and is not empty
+            return
+        for f in manifest.files:
+            self.fs.mv(posixpath.join(staging, f.path), posixpath.join(final, f.path))
+        self.fs.pipe_file(posixpath.join(final, MANIFEST_FILE), manifest.to_json().encode())
+
+    def _update_latest(self, name: str) -> None:
+        """Point ``_latest`` at the highest visible version; re-check so a racing writer cannot win with an older one."""
+        path = self._path(name, LATEST_FILE)
+        for _ in range(20):
+            best = self.versions(name)[-1]
+            self._write_atomic(path, (best + "\n").encode())
+            if self.versions(name)[-1] == best:
+                return
+
+    def _write_atomic(self, path: str, payload: bytes) -> None:
+        if self.is_local:
+            tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            with open(tmp, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, payload)  # a single put is atomic on object stores
+
+    def _remove_if_empty(self, folder: str) -> None:
+        try:
+            if self.is_local:
+                os.rmdir(folder)  # fails harmlessly if a concurrent publisher is staging there
+            elif not self.fs.ls(folder, detail=False):
+                self.fs.rm(folder, recursive=True)
+        except OSError:
+            pass
+
+    def _sweep_staging(self, base: str) -> None:
+        """Remove staging folders left by publishers that crashed more than a day ago."""
+        folder = posixpath.join(base, STAGING_DIR)
+        try:
+            entries = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return
+        cutoff = _now_utc() - STAGING_MAX_AGE
+        for p in entries:
+            stamp = posixpath.basename(p).split("-", 1)[0]
+            try:
+                started = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                continue
+            if started < cutoff:
+                self.fs.rm(p, recursive=True)
+
+    def latest_pointer(self, name: str) -> str | None:
+        """The text of ``_latest`` (for external readers); ``resolve`` lists versions instead."""
+        try:
+            return self.fs.cat_file(self._path(name, LATEST_FILE)).decode().strip()
+        except FileNotFoundError:
+            return None
+
+
+def _read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> Manifest:
+    try:
+        return Manifest.from_json(fs.cat_file(path))
+    except FileNotFoundError:
+        raise DatasetNotFound(f"no manifest at {path}") from None

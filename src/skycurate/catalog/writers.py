@@ -1,0 +1,168 @@
+"""Turn whatever a stage produced into Parquet files inside a staging folder.
+
+Accepted inputs: a pyarrow Table / RecordBatch / RecordBatchReader / Dataset, an
+iterable of RecordBatches, a Spark DataFrame (written by Spark itself, never
+collected to the driver), or a callable ``writer(staging_url) -> None`` that
+writes ``*.parquet`` files into the folder it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from skycurate.catalog.manifest import FileEntry
+from skycurate.errors import PublishError
+
+PART_NAME = "part-{:05d}.parquet"
+DEFAULT_MAX_ROWS_PER_FILE = 1_000_000
+# Spark's Hadoop connectors spell some schemes differently from fsspec.
+_SPARK_SCHEMES = {"file": "file", "local": "file", "s3": "s3a", "s3a": "s3a", "gcs": "gs", "gs": "gs",
+                  "hdfs": "hdfs", "abfs": "abfs", "abfss": "abfss"}
+
+
+def is_spark_dataframe(obj: Any) -> bool:
+    return hasattr(obj, "sparkSession") and hasattr(obj, "write") and hasattr(obj, "mapInArrow")
+
+
+def spark_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The URL under which Spark (Hadoop) sees ``path`` of ``fs``."""
+    if isinstance(fs, LocalFileSystem):
+        return "file://" + path
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    scheme = _SPARK_SCHEMES.get(protocol)
+    if scheme is None:
+        raise PublishError(
+            f"Spark cannot write to a {protocol}:// store; use a local path or an object store "
+            "Spark can reach (s3://, gs://, hdfs://), or pass an Arrow table"
+        )
+    return f"{scheme}://{path}"
+
+
+def _writer_options() -> dict[str, Any]:
+    # Microsecond timestamps: Spark cannot read nanosecond Parquet timestamps.
+    return {"compression": "zstd", "coerce_timestamps": "us", "allow_truncated_timestamps": True}
+
+
+class _RollingParquetWriter:
+    """Writes batches into part files of at most ``max_rows`` rows each."""
+
+    def __init__(self, fs, staging: str, schema: pa.Schema | None, max_rows: int):
+        self.fs, self.staging, self.schema, self.max_rows = fs, staging, schema, max_rows
+        self.parts, self._rows, self._writer, self._handle = 0, 0, None, None
+
+    def _open(self) -> None:
+        self._handle = self.fs.open(posixpath.join(self.staging, PART_NAME.format(self.parts)), "wb")
+        self._writer = pq.ParquetWriter(self._handle, self.schema, **_writer_options())
+        self.parts += 1
+        self._rows = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._handle.close()
+            self._writer = self._handle = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.schema is None:
+            self.schema = batch.schema
+        offset = 0
+        while offset < batch.num_rows:
+            if self._writer is None:
+                self._open()
+            take = min(batch.num_rows - offset, self.max_rows - self._rows)
+            self._writer.write_batch(batch.slice(offset, take))
+            offset += take
+            self._rows += take
+            if self._rows >= self.max_rows:
+                self.close()
+
+    def finish(self) -> None:
+        self.close()
+        if self.parts == 0:  # an empty dataset still gets one file that carries the schema
+            if self.schema is None:
+                raise PublishError("nothing to publish: no record batches and no schema given")
+            self._open()
+            self.close()
+
+
+def _write_batches(fs, staging: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema | None,
+                   max_rows_per_file: int) -> None:
+    writer = _RollingParquetWriter(fs, staging, schema, max_rows_per_file)
+    try:
+        for batch in batches:
+            writer.write(batch)
+        writer.finish()
+    finally:
+        writer.close()
+
+
+def write_into(fs, staging: str, data: Any, *, schema: pa.Schema | None = None,
+               max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE) -> None:
+    """Write ``data`` as Parquet files into the (existing, empty) folder ``staging``."""
+    if isinstance(data, pa.Table):
+        _write_batches(fs, staging, data.to_batches(max_chunksize=max_rows_per_file), schema or data.schema,
+                       max_rows_per_file)
+    elif isinstance(data, pa.RecordBatch):
+        _write_batches(fs, staging, [data], schema or data.schema, max_rows_per_file)
+    elif isinstance(data, pa.RecordBatchReader):
+        _write_batches(fs, staging, data, schema or data.schema, max_rows_per_file)
+    elif isinstance(data, pads.Dataset):
+        _write_batches(fs, staging, data.to_batches(), schema or data.schema, max_rows_per_file)
+    elif is_spark_dataframe(data):
+        out = posixpath.join(staging, "_spark")
+        (data.write.mode("errorifexists").option("compression", "zstd")
+         .option("maxRecordsPerFile", max_rows_per_file).parquet(spark_url(fs, out)))
+        _adopt_parquet_files(fs, staging, out)
+    elif callable(data):
+        out = posixpath.join(staging, "_writer")
+        fs.makedirs(out, exist_ok=True)
+        target = spark_url(fs, out) if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(out)
+        data(target)
+        _adopt_parquet_files(fs, staging, out)
+    elif isinstance(data, Iterable):
+        _write_batches(fs, staging, iter(data), schema, max_rows_per_file)
+    else:
+        raise PublishError(f"cannot publish a {type(data).__name__}: pass an Arrow table, record batches, "
+                           "a Spark DataFrame or a writer callable")
+
+
+def _adopt_parquet_files(fs, staging: str, out: str) -> None:
+    """Move the ``*.parquet`` files a foreign writer made into ``part-NNNNN.parquet`` names."""
+    found = sorted(p for p in fs.find(out) if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_")))
+    if not found:
+        raise PublishError(f"the writer produced no .parquet files under {out}")
+    for i, path in enumerate(found):
+        if posixpath.dirname(path).rstrip("/") != out.rstrip("/"):
+            raise PublishError(f"partitioned output is not supported yet ({path}); write one flat folder")
+        fs.mv(path, posixpath.join(staging, PART_NAME.format(i)))
+    fs.rm(out, recursive=True)
+
+
+def describe_file(fs, path: str, rel: str, chunk: int = 8 << 20) -> FileEntry:
+    """Row count from the Parquet footer, size and sha256 from the bytes."""
+    h = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+            size += len(block)
+    with fs.open(path, "rb") as f:
+        rows = pq.ParquetFile(f).metadata.num_rows
+    return FileEntry(path=rel, rows=rows, bytes=size, sha256=h.hexdigest())
+
+
+def read_schema(fs, path: str) -> pa.Schema:
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).schema_arrow

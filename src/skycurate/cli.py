@@ -1,0 +1,304 @@
+"""The ``skycurate`` command: run flows and inspect the dataset store.
+
+Every command takes ``--store`` (default ``./store`` or ``$SKYCURATE_STORE``), ``--json`` for
+machine-readable output and ``--debug`` for tracebacks. Errors are one line on stderr and a
+non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from skycurate import __version__
+from skycurate.errors import SkycurateError
+
+app = typer.Typer(name="skycurate", help="Curate LLM training data into versioned Parquet datasets.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+run_app = typer.Typer(help="Run a flow.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Inspect published datasets.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(datasets_app, name="datasets")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+StoreOpt = Annotated[Optional[str], typer.Option(
+    "--store", envvar="SKYCURATE_STORE", help="Store root: a path or fsspec URL. [default: ./store]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", envvar="SKYCURATE_DEBUG", help="Show tracebacks on errors.")]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file for the flow.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute every stage even if a cached result exists.")]
+
+
+class _NoTracebacks(logging.Filter):
+    """Keep Prefect's failure messages but drop their tracebacks (``--debug`` keeps them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+@contextmanager
+def _errors(debug: bool) -> Iterator[None]:
+    """Turn exceptions into one line on stderr and exit 1; ``--debug`` re-raises."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except SkycurateError as e:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {e}", markup=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as e:  # noqa: BLE001 - the promise is: no bare traceback without --debug
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {type(e).__name__}: {e} (rerun with --debug for the traceback)", markup=True)
+        raise typer.Exit(1) from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@app.callback()
+def _main() -> None:
+    """Curate LLM training data into versioned Parquet datasets."""
+
+
+@app.command()
+def version() -> None:
+    """Print the skycurate version."""
+    out.print(__version__)
+
+
+# ---- run ---------------------------------------------------------------------------------
+
+def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, force: bool, as_json: bool,
+              debug: bool) -> None:
+    from skycurate.catalog import Catalog
+
+    if not debug:
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_NoTracebacks())
+    with err.status(f"running flow [bold]{flow_name}[/bold] (Prefect + Spark)…"):
+        result = flow_fn(store=store, config=config, force=force)
+    catalog = Catalog(store)
+    datasets = {}
+    for key, ref in result["datasets"].items():
+        m = catalog.manifest(ref)
+        datasets[key] = {"ref": ref.label, "uri": ref.uri, "num_rows": m.num_rows, "num_bytes": m.num_bytes}
+    if as_json:
+        _print_json({"flow": flow_name, "store": catalog.url, "datasets": datasets, "funnel": result["funnel"]})
+        return
+    table = Table(title=f"{flow_name}: published datasets")
+    for col in ("dataset", "rows", "size", "path"):
+        table.add_column(col, justify="right" if col in ("rows", "size") else "left")
+    for d in datasets.values():
+        table.add_row(d["ref"], f"{d['num_rows']:,}", _human_bytes(d["num_bytes"]), d["uri"])
+    out.print(table)
+    out.print(_funnel_table(result["funnel"]))
+    main = next(iter(d for k, d in datasets.items() if k in ("clean", "main")), next(iter(datasets.values())))
+    out.print("Read it (no skycurate needed):")
+    out.print(f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{main['uri']}').to_table())\"")
+    out.print(f"  duckdb -c \"SELECT * FROM '{main['uri']}/*.parquet' LIMIT 5\"")
+    out.print(f"  skycurate datasets read {main['ref']} --store {catalog.url}")
+
+
+def _funnel_table(funnel: list[dict]) -> Table:
+    table = Table(title="funnel")
+    for col in ("stage", "rows in", "kept", "rejected", "quarantined"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in funnel:
+        table.add_row(s["stage"], f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{s.get('rejected', 0):,}",
+                      f"{s.get('quarantined', 0):,}")
+    return table
+
+
+@run_app.command("hello")
+def run_hello(
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    source: Annotated[Optional[list[str]], typer.Option(
+        "--source", help="JSONL file, folder or glob (repeatable). [default: built-in sample]")] = None,
+    min_words: Annotated[Optional[int], typer.Option(help="Drop texts with fewer words (CJK chars count one).")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Demo flow: JSONL -> Spark length filter -> hello/clean (+ raw, rejected, quarantine)."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.hello import HelloConfig
+
+        cfg = load_config(HelloConfig, config, {"sources": source or None, "min_words": min_words})
+        from skycurate.flows.hello import fingerprint_sources, hello_flow
+
+        fingerprint_sources(cfg.sources)  # fail on a missing source before Prefect and Spark start
+        _run_flow("hello", hello_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+
+
+# ---- datasets ----------------------------------------------------------------------------
+
+def _catalog(store: str | None):
+    from skycurate.catalog import Catalog
+
+    return Catalog(store)
+
+
+@datasets_app.command("ls")
+def datasets_ls(store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """List datasets with their latest version."""
+    with _errors(debug):
+        summaries = _catalog(store).summaries()
+        if as_json:
+            _print_json([s.model_dump() for s in summaries])
+            return
+        if not summaries:
+            out.print("no datasets yet")
+            return
+        table = Table()
+        for col in ("dataset", "latest", "versions", "rows", "size", "created"):
+            table.add_column(col, justify="right" if col in ("versions", "rows", "size") else "left")
+        for s in summaries:
+            table.add_row(s.name, s.latest, str(s.versions), f"{s.num_rows:,}", _human_bytes(s.num_bytes),
+                          s.created_at[:19].replace("T", " "))
+        out.print(table)
+
+
+@datasets_app.command("show")
+def datasets_show(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
+                  store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show a version's manifest: rows, files, parents, producer, funnel, schema."""
+    with _errors(debug):
+        catalog = _catalog(store)
+        resolved = catalog.resolve(ref)
+        m = catalog.manifest(resolved)
+        data = m.model_dump(mode="json", by_alias=True)
+        if as_json:
+            _print_json({**data, "uri": resolved.uri})
+            return
+        out.print(f"[bold]{resolved.label}[/bold]  {m.num_rows:,} rows, {_human_bytes(m.num_bytes)} "
+                  f"in {len(m.files)} file(s), created {m.created_at}")
+        out.print(f"path: {resolved.uri}")
+        p = m.producer
+        out.print(f"producer: flow={p.flow} task={p.task} run={p.flow_run_id} code={p.code_version}")
+        for parent in m.parents:
+            out.print(f"parent: {parent.name}@{parent.version}" if parent.is_dataset else
+                      f"parent: {parent.name} ({parent.uri}, sha256 {str(parent.sha256)[:12]}…)")
+        if m.stats.get("funnel"):
+            out.print(_funnel_table(m.stats["funnel"]))
+        schema = Table(title="schema")
+        schema.add_column("column")
+        schema.add_column("type")
+        for f in m.schema_["fields"]:
+            schema.add_row(f["name"], json.dumps(f["type"]) if not isinstance(f["type"], str) else f["type"])
+        out.print(schema)
+
+
+@datasets_app.command("lineage")
+def datasets_lineage(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
+                     store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show the tree of inputs a version was made from."""
+    with _errors(debug):
+        node = _catalog(store).lineage(ref)
+        if as_json:
+            _print_json(node.model_dump())
+            return
+
+        def label(n) -> str:
+            if n.missing:
+                return f"{n.label} [red](missing)[/red]"
+            if n.uri:
+                return f"{n.name} [dim]sha256 {str(n.sha256)[:12]}…[/dim]"
+            return f"{n.label} [dim]{n.num_rows:,} rows[/dim]"
+
+        def add(tree: Tree, n) -> None:
+            for p in n.parents:
+                add(tree.add(label(p)), p)
+
+        tree = Tree(label(node))
+        add(tree, node)
+        out.print(tree)
+
+
+@datasets_app.command("read")
+def datasets_read(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
+                  limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Rows to print.")] = 10,
+                  columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns.")] = None,
+                  store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Print the first rows of a version (``--json``: one JSON object per line)."""
+    with _errors(debug):
+        dataset = _catalog(store).open(ref)
+        cols = [c.strip() for c in columns.split(",")] if columns else None
+        if cols:
+            unknown = [c for c in cols if c not in dataset.schema.names]
+            if unknown:
+                raise SkycurateError(f"unknown column(s) {', '.join(unknown)}; columns: {', '.join(dataset.schema.names)}")
+        rows = dataset.head(limit, columns=cols).to_pylist()
+        if as_json:
+            for row in rows:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            return
+        table = Table()
+        for c in cols or dataset.schema.names:
+            table.add_column(c, overflow="fold", max_width=60)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        out.print(table)
+
+
+@datasets_app.command("verify")
+def datasets_verify(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
+                    store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Re-hash every file and re-count rows against the manifest; exit 1 if anything differs."""
+    with _errors(debug):
+        catalog = _catalog(store)
+        resolved = catalog.resolve(ref)
+        with Progress(TextColumn("verifying {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task(resolved.label, total=None)
+            report = catalog.verify(resolved, progress=lambda done, total: progress.update(task, completed=done,
+                                                                                               total=total))
+        if as_json:
+            _print_json(report.model_dump())
+        elif report.ok:
+            out.print(f"[green]ok[/green] {report.dataset}: {report.files_checked} file(s), {report.rows:,} rows match")
+        else:
+            out.print(f"[red]FAILED[/red] {report.dataset}:")
+            for problem in report.problems:
+                out.print(f"  - {problem}")
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The outside world: source readers, object storage, git, APIs, LLM engines."""

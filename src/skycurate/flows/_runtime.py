@@ -1,0 +1,146 @@
+"""Prefect glue shared by every flow: dataset tasks, their cache key, producer info, the funnel artifact.
+
+A dataset task returns ``DatasetRef``s (or a dict of them). It is skipped when its inputs
+(resolved parent versions, config, source fingerprints), its code version and the store
+are unchanged: the cache key hashes exactly those. Cache records live inside a local store
+(``<store>/_prefect/cache``), so deleting the store forgets them too; and a cached result
+whose datasets are gone is recomputed rather than trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import CachePolicy
+from pydantic import BaseModel
+
+import skycurate
+from skycurate.catalog import Catalog, DatasetRef, Producer
+from skycurate.stages.accounting import FunnelStep
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "_prefect/cache"
+_CODE_VERSIONS: dict[str, str] = {}
+
+
+def code_version(modules: Iterable[str]) -> str:
+    """Package version plus a hash of the source of the modules (or packages) a task runs."""
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        mod = importlib.import_module(name)
+        origin = Path(mod.__file__)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for f in files:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return f"{skycurate.__version__}+{h.hexdigest()[:12]}"
+
+
+def canonical(value: Any) -> Any:
+    """A JSON-able, stable form of a task input for the cache key."""
+    if isinstance(value, DatasetRef):
+        return {"dataset": f"{value.store}|{value.label}"}
+    if isinstance(value, BaseModel):
+        # How Spark is reached does not change what a stage computes.
+        exclude = {"spark"} if "spark" in type(value).model_fields else None
+        return value.model_dump(mode="json", exclude=exclude)
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"dataset task input of type {type(value).__name__} has no stable cache form")
+
+
+@dataclass
+class DatasetCachePolicy(CachePolicy):
+    """Key = hash(task name, code version, canonical inputs). ``force`` is not an input."""
+
+    code: str = ""
+
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        payload = {"task": task_ctx.task.name, "code": self.code, "inputs": canonical(inputs)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def dataset_task(*, code: Iterable[str], name: str | None = None, **task_options: Any) -> Callable:
+    """Make a Prefect task out of a function ``(store, ...) -> DatasetRef | dict[str, DatasetRef]``.
+
+    ``code`` names the modules whose source defines what the task computes: editing any of
+    them changes the code version and so invalidates the cache.
+    """
+
+    def wrap(fn: Callable) -> Any:
+        version = code_version([fn.__module__, *code])
+        task_name = name or fn.__name__
+        _CODE_VERSIONS[task_name] = version
+        return task(name=task_name, cache_policy=DatasetCachePolicy(code=version), persist_result=True,
+                    **task_options)(fn)
+
+    return wrap
+
+
+def iter_refs(result: Any) -> Iterator[DatasetRef]:
+    if isinstance(result, DatasetRef):
+        yield result
+    elif isinstance(result, dict):
+        for v in result.values():
+            yield from iter_refs(v)
+    elif isinstance(result, (list, tuple)):
+        for v in result:
+            yield from iter_refs(v)
+
+
+def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, **inputs: Any) -> Any:
+    """Run a dataset task with the store's cache; ``force`` recomputes and refreshes the cache."""
+    catalog = Catalog(store)
+    policy = dataset_task_obj.cache_policy
+    if catalog.is_local:
+        policy = policy.configure(key_storage=str(Path(catalog.root) / CACHE_DIR))
+    configured = dataset_task_obj.with_options(cache_policy=policy, refresh_cache=True if force else None)
+    result = configured(store=store, **inputs)
+    if not force and not all(catalog.exists(ref) for ref in iter_refs(result)):
+        log.warning("%s: cached result names dataset versions that are gone; recomputing",
+                    dataset_task_obj.name)
+        result = dataset_task_obj.with_options(cache_policy=policy, refresh_cache=True)(store=store, **inputs)
+    return result
+
+
+def current_producer(config: BaseModel | None = None) -> Producer:
+    """Who made a version: the running flow and task, their code version and the full config."""
+    from prefect.runtime import flow_run, task_run
+
+    task_name = task_run.task_name
+    return Producer(
+        flow=flow_run.flow_name,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        task=task_name,
+        code_version=_CODE_VERSIONS.get(task_name, f"{skycurate.__version__}+unknown"),
+        config=config.model_dump(mode="json") if config is not None else {},
+    )
+
+
+def funnel_stats(previous: list[dict] | None, step: FunnelStep) -> dict[str, Any]:
+    """Manifest ``stats``: the funnel so far (from the parent's manifest) plus this stage."""
+    return {"funnel": [*(previous or []), step.model_dump()]}
+
+
+def attach_funnel_artifact(flow_name: str, funnel: list[dict]) -> None:
+    """A table artifact on the flow run: rows in/out per stage."""
+    rows = [{"stage": s["stage"], "rows_in": s["rows_in"], "rows_out": s["rows_out"],
+             "rejected": s.get("rejected", 0), "quarantined": s.get("quarantined", 0)} for s in funnel]
+    create_table_artifact(key=f"{flow_name}-funnel", table=rows,
+                          description=f"Stage funnel of the {flow_name} flow: rows in and out of each stage.")

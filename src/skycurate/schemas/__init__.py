@@ -1,0 +1,1 @@
+"""Arrow schemas of published datasets and pydantic config models of flows."""

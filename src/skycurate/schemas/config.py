@@ -1,0 +1,94 @@
+"""Config models shared by every flow, and loading them from YAML with clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from skycurate.errors import ConfigError
+
+SPARK_MASTER_ENV = "SKYCURATE_SPARK_MASTER"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a config must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SparkConfig(StrictModel):
+    """How to reach Spark. ``master`` None means ``$SKYCURATE_SPARK_MASTER``, else ``local[*]``."""
+
+    master: str | None = None
+    app_name: str = "skycurate"
+    driver_memory: str = "2g"
+    shuffle_partitions: int | None = Field(
+        default=None, description="spark.sql.shuffle.partitions; None = 2 x cores in local mode, Spark's default otherwise")
+    ui: bool = False
+    log_level: str = "WARN"
+    conf: dict[str, str] = Field(default_factory=dict, description="any other spark.* settings")
+
+    def resolved_master(self) -> str:
+        return self.master or os.environ.get(SPARK_MASTER_ENV) or "local[*]"
+
+
+class FlowConfig(StrictModel):
+    """Fields every flow config has."""
+
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        what = f"unknown key '{where}'"
+    elif first["type"] == "missing":
+        what = f"missing key '{where}'"
+    else:
+        what = f"'{where}': {first['msg']}"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"config {source}: {what}{more}"
+
+
+def validate_config(model: type[M], data: dict[str, Any] | None, source: str = "(inline)") -> M:
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def load_config(model: type[M], path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> M:
+    """Read a YAML file into ``model``; ``overrides`` (from CLI flags) win over the file."""
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of keys, not {type(loaded).__name__}")
+        data = loaded or {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    return validate_config(model, data, source)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+    data[leaf] = value
