@@ -155,10 +155,10 @@ def run_hello(
         from skycurate.schemas.config import load_config
         from skycurate.schemas.hello import HelloConfig
 
-        cfg = load_config(HelloConfig, config, {"sources": source or None, "min_words": min_words})
+        cfg = load_config(HelloConfig, config, {"ingest.sources": source or None, "length_filter.min_words": min_words})
         from skycurate.flows.hello import fingerprint_sources, hello_flow
 
-        fingerprint_sources(cfg.sources)  # fail on a missing source before Prefect and Spark start
+        fingerprint_sources(cfg.ingest.sources)  # fail on a missing source before Prefect and Spark start
         _run_flow("hello", hello_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
 
 

@@ -41,7 +41,8 @@ from pydantic import BaseModel, Field
 
 from skycurate.catalog.manifest import MANIFEST_FILE, Manifest, Parent, Producer, schema_to_json
 from skycurate.catalog.refs import LATEST, DatasetRef, check_name, parse_ref, version_label, version_number
-from skycurate.catalog.writers import DEFAULT_MAX_ROWS_PER_FILE, describe_file, read_schema, write_into
+from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
+                                      write_into)
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
 
 STORE_ENV = "SKYCURATE_STORE"
@@ -262,19 +263,19 @@ class Catalog:
             if not self.fs.exists(path):
                 problems.append(f"{entry.path}: missing")
             else:
+                sha256, size = hash_file(self.fs, path)
+                if sha256 != entry.sha256:
+                    problems.append(f"{entry.path}: sha256 {sha256[:12]}... != manifest {entry.sha256[:12]}...")
+                if size != entry.bytes:
+                    problems.append(f"{entry.path}: {size} bytes != manifest {entry.bytes}")
                 try:
-                    actual = describe_file(self.fs, path, entry.path)
+                    rows = count_rows(self.fs, path)
                 except Exception as e:  # noqa: BLE001 - a corrupt file must be reported, not raised
-                    problems.append(f"{entry.path}: unreadable Parquet ({type(e).__name__}: {e})")
+                    problems.append(f"{entry.path}: unreadable Parquet footer ({type(e).__name__}: {e})")
                 else:
-                    total_rows += actual.rows
-                    if actual.sha256 != entry.sha256:
-                        problems.append(f"{entry.path}: sha256 {actual.sha256[:12]}... != manifest "
-                                        f"{entry.sha256[:12]}...")
-                    if actual.bytes != entry.bytes:
-                        problems.append(f"{entry.path}: {actual.bytes} bytes != manifest {entry.bytes}")
-                    if actual.rows != entry.rows:
-                        problems.append(f"{entry.path}: {actual.rows} rows != manifest {entry.rows}")
+                    total_rows += rows
+                    if rows != entry.rows:
+                        problems.append(f"{entry.path}: {rows} rows != manifest {entry.rows}")
             if progress:
                 progress(i + 1, len(m.files))
         listed = {f.path for f in m.files}

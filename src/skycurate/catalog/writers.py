@@ -147,20 +147,26 @@ def _adopt_parquet_files(fs, staging: str, out: str) -> None:
     fs.rm(out, recursive=True)
 
 
-def describe_file(fs, path: str, rel: str, chunk: int = 8 << 20) -> FileEntry:
-    """Row count from the Parquet footer, size and sha256 from the bytes."""
+def hash_file(fs, path: str, chunk: int = 8 << 20) -> tuple[str, int]:
+    """(sha256 hex, size in bytes), streamed."""
     h = hashlib.sha256()
     size = 0
     with fs.open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
+        while block := f.read(chunk):
             h.update(block)
             size += len(block)
+    return h.hexdigest(), size
+
+
+def count_rows(fs, path: str) -> int:
+    """Row count from the Parquet footer."""
     with fs.open(path, "rb") as f:
-        rows = pq.ParquetFile(f).metadata.num_rows
-    return FileEntry(path=rel, rows=rows, bytes=size, sha256=h.hexdigest())
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def describe_file(fs, path: str, rel: str) -> FileEntry:
+    sha256, size = hash_file(fs, path)
+    return FileEntry(path=rel, rows=count_rows(fs, path), bytes=size, sha256=sha256)
 
 
 def read_schema(fs, path: str) -> pa.Schema:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 import skycurate
 from skycurate.catalog import Catalog, DatasetRef, Producer
+from skycurate.schemas.config import SparkConfig
 from skycurate.stages.accounting import FunnelStep
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ def canonical(value: Any) -> Any:
     """A JSON-able, stable form of a task input for the cache key."""
     if isinstance(value, DatasetRef):
         return {"dataset": f"{value.store}|{value.label}"}
+    if isinstance(value, SparkConfig):
+        return None  # how Spark is reached does not change what a stage computes
     if isinstance(value, BaseModel):
-        # How Spark is reached does not change what a stage computes.
-        exclude = {"spark"} if "spark" in type(value).model_fields else None
-        return value.model_dump(mode="json", exclude=exclude)
+        return {k: canonical(getattr(value, k)) for k in type(value).model_fields}
     if isinstance(value, dict):
         return {str(k): canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -119,17 +120,28 @@ def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, 
     return result
 
 
-def current_producer(config: BaseModel | None = None) -> Producer:
-    """Who made a version: the running flow and task, their code version and the full config."""
+def current_producer(stage_config: BaseModel | None = None) -> Producer:
+    """Who made a version: the running flow and task, their code version and the full flow config.
+
+    The full config comes from the flow run's ``config`` parameter; outside a flow the
+    stage's own config block is recorded instead.
+    """
     from prefect.runtime import flow_run, task_run
 
     task_name = task_run.task_name
+    flow_config = (flow_run.parameters or {}).get("config")
+    if isinstance(flow_config, BaseModel):
+        config = flow_config.model_dump(mode="json")
+    elif isinstance(flow_config, dict):
+        config = flow_config
+    else:
+        config = stage_config.model_dump(mode="json") if stage_config is not None else {}
     return Producer(
         flow=flow_run.flow_name,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         task=task_name,
         code_version=_CODE_VERSIONS.get(task_name, f"{skycurate.__version__}+unknown"),
-        config=config.model_dump(mode="json") if config is not None else {},
+        config=config,
     )
 
 

@@ -19,7 +19,8 @@ from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
 from skycurate.connectors.jsonl import expand_sources, read_jsonl, to_tables
 from skycurate.flows._runtime import (attach_funnel_artifact, current_producer, dataset_task, funnel_stats,
                                       run_dataset_task)
-from skycurate.schemas.hello import QUARANTINE_SCHEMA, RAW_SCHEMA, HelloConfig
+from skycurate.schemas.hello import QUARANTINE_SCHEMA, RAW_SCHEMA, HelloConfig, IngestConfig, LengthFilterConfig
+from skycurate.schemas.config import SparkConfig
 from skycurate.spark import get_spark, read_dataset
 from skycurate.stages import hello as hello_stage
 from skycurate.stages.accounting import FunnelStep
@@ -49,7 +50,7 @@ def fingerprint_sources(patterns: list[str]) -> list[SourceFile]:
 
 
 @dataset_task(code=["skycurate.connectors.jsonl", "skycurate.schemas.hello"])
-def ingest(store: str, sources: list[SourceFile], cfg: HelloConfig) -> dict[str, DatasetRef]:
+def ingest(store: str, sources: list[SourceFile], cfg: IngestConfig) -> dict[str, DatasetRef]:
     reads = [read_jsonl(Path(s.path), s.label, cfg.text_field) for s in sources]
     raw, quarantine = to_tables(reads, RAW_SCHEMA, QUARANTINE_SCHEMA)
     step = FunnelStep(stage="ingest", rows_in=sum(r.lines for r in reads), rows_out=raw.num_rows,
@@ -63,10 +64,10 @@ def ingest(store: str, sources: list[SourceFile], cfg: HelloConfig) -> dict[str,
 
 
 @dataset_task(code=["skycurate.stages.hello", "skycurate.stages.base", "skycurate.stages.accounting"])
-def clean(store: str, raw: DatasetRef, cfg: HelloConfig) -> dict[str, DatasetRef]:
+def clean(store: str, raw: DatasetRef, cfg: LengthFilterConfig, spark: SparkConfig) -> dict[str, DatasetRef]:
     catalog, producer = Catalog(store), current_producer(cfg)
     raw_manifest = catalog.manifest(raw)
-    kept, rejected = hello_stage.clean(read_dataset(get_spark(cfg.spark), raw), cfg)
+    kept, rejected = hello_stage.clean(read_dataset(get_spark(spark), raw), cfg)
     rejected_ref = catalog.publish("hello/rejected", rejected, [raw], producer)
     n_rejected = catalog.manifest(rejected_ref).num_rows
 
@@ -79,12 +80,14 @@ def clean(store: str, raw: DatasetRef, cfg: HelloConfig) -> dict[str, DatasetRef
 
 
 @flow(name="hello")
-def hello_flow(store: str | None = None, config: HelloConfig | None = None, force: bool = False) -> dict[str, Any]:
-    """Read the sample (or ``config.sources``), filter out too-short texts on Spark, publish."""
+def hello_flow(store: str | None = None, config: HelloConfig = HelloConfig(), force: bool = False) -> dict[str, Any]:
+    """Read the sample (or ``config.ingest.sources``), filter out too-short texts on Spark, publish."""
     store = normalize_store(store)
-    cfg = config or HelloConfig()
-    ingested = run_dataset_task(ingest, store=store, force=force, sources=fingerprint_sources(cfg.sources), cfg=cfg)
-    cleaned = run_dataset_task(clean, store=store, force=force, raw=ingested["raw"], cfg=cfg)
+    cfg = config
+    ingested = run_dataset_task(ingest, store=store, force=force, sources=fingerprint_sources(cfg.ingest.sources),
+                                cfg=cfg.ingest)
+    cleaned = run_dataset_task(clean, store=store, force=force, raw=ingested["raw"], cfg=cfg.length_filter,
+                               spark=cfg.spark)
     funnel = Catalog(store).manifest(cleaned["clean"]).stats["funnel"]
     attach_funnel_artifact("hello", funnel)
     return {"datasets": {**ingested, **cleaned}, "funnel": funnel}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skycurate.schemas.hello import HelloConfig
+from skycurate.schemas.hello import LengthFilterConfig
 from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, VERDICT_FIELDS, split_verdicts
 from skycurate.stages.base import BatchStage, with_columns
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 WORD_PATTERN = r"\p{Han}|[^\s\p{P}\p{S}\p{Han}]+"
 
 
-def _annotate(batch: pa.RecordBatch, cfg: HelloConfig) -> pa.RecordBatch:
+def _annotate(batch: pa.RecordBatch, cfg: LengthFilterConfig) -> pa.RecordBatch:
     text = pc.fill_null(batch.column("text"), "")
     n_chars = pc.utf8_length(text).cast(pa.int32())
     n_words = pc.count_substring_regex(text, WORD_PATTERN).cast(pa.int32())
@@ -37,6 +37,6 @@ annotate = BatchStage(
 )
 
 
-def clean(raw: "DataFrame", cfg: HelloConfig) -> tuple["DataFrame", "DataFrame"]:
+def clean(raw: "DataFrame", cfg: LengthFilterConfig) -> tuple["DataFrame", "DataFrame"]:
     """Spark job: annotate every batch, then split into kept and rejected."""
     return split_verdicts(annotate.on_spark(raw, cfg))

@@ -1,0 +1,125 @@
+"""The ``skycurate`` command: flows, dataset inspection, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skycurate.cli import app
+
+MANIFEST_FIELDS = {"name", "version", "created_at", "num_rows", "schema", "files", "parents", "producer", "stats"}
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def published(store, cli, prefect_harness, spark) -> str:
+    result = cli("run", "hello", "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    return store
+
+
+def test_run_prints_json_with_datasets_and_funnel(published, cli):
+    result = cli("run", "hello", "--store", published, "--json")  # cached second run, same answer
+    data = json.loads(result.stdout)
+    assert data["flow"] == "hello" and data["store"] == published
+    assert data["datasets"]["clean"]["ref"] == "hello/clean@v0001"
+    assert data["datasets"]["clean"]["uri"] == os.path.join(published, "hello", "clean", "v0001")
+    assert [s["stage"] for s in data["funnel"]] == ["ingest", "length_filter"]
+
+
+def test_datasets_commands(published, cli):
+    shown = json.loads(cli("datasets", "show", "hello/clean@latest", "--store", published, "--json").stdout)
+    assert MANIFEST_FIELDS <= shown.keys()
+    assert shown["name"] == "hello/clean" and shown["version"] == "v0001"
+    assert shown["parents"] == [{"name": "hello/raw", "version": "v0001", "uri": None, "sha256": None}]
+    assert shown["producer"]["flow"] == "hello" and shown["stats"]["funnel"][-1]["stage"] == "length_filter"
+
+    listed = json.loads(cli("datasets", "ls", "--store", published, "--json").stdout)
+    assert [d["name"] for d in listed] == ["hello/clean", "hello/quarantine", "hello/raw", "hello/rejected"]
+
+    tree = json.loads(cli("datasets", "lineage", "hello/clean", "--store", published, "--json").stdout)
+    assert tree["parents"][0]["name"] == "hello/raw"
+    assert tree["parents"][0]["parents"][0]["name"] == "builtin:hello/sample.jsonl"
+
+    rows = [json.loads(line) for line in
+            cli("datasets", "read", "hello/clean", "-n", "2", "--columns", "id,text", "--store", published,
+                "--json").stdout.splitlines()]
+    assert len(rows) == 2 and set(rows[0]) == {"id", "text"}
+
+    human = cli("datasets", "show", "hello/clean", "--store", published)
+    assert "hello/clean@v0001" in human.stdout and "length_filter" in human.stdout
+
+    ok = cli("datasets", "verify", "hello/clean", "--store", published, "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
+
+    part = Path(published, "hello", "clean", "v0001", "part-00000.parquet")
+    part.write_bytes(part.read_bytes()[:-10] + b"corrupted!")
+    bad = cli("datasets", "verify", "hello/clean", "--store", published)
+    assert bad.exit_code == 1 and "FAILED" in bad.stdout and "sha256" in bad.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["datasets", "show", "web/nothing"], "error: unknown dataset 'web/nothing'"),
+    (["datasets", "show", "Not A Ref"], "error: bad dataset name"),
+    (["datasets", "read", "hello/raw@v0042"], "error: unknown dataset 'hello/raw'"),
+    (["run", "hello", "--config", "{config}"], "error: config {config}: unknown key 'length_filter.min_wrods'"),
+    (["run", "hello", "--source", "{tmp}/missing-*.jsonl"], "error: source '"),
+])
+def test_errors_are_one_line_and_exit_nonzero(cli, tmp_path, args, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text("length_filter:\n  min_wrods: 4\n")
+    store = tmp_path / "store"
+    store.mkdir()
+    args = [a.format(config=config, tmp=tmp_path) for a in args]
+    result = cli(*args, "--store", str(store))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message.format(config=config)), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_store_and_debug_traceback(cli, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    result = cli("datasets", "ls", "--store", str(not_a_folder))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: store {not_a_folder} does not exist or is not a folder " \
+                                    "(set --store or SKYCURATE_STORE)"
+    from skycurate.errors import StoreError
+
+    with pytest.raises(StoreError):
+        cli("datasets", "ls", "--store", str(not_a_folder), "--debug")
+
+
+@pytest.mark.integration
+def test_installed_command_runs_the_demo_in_a_fresh_process(tmp_path):
+    """What `make demo` does: a new process with its own ephemeral Prefect API and Spark."""
+    exe = Path(sys.executable).parent / "skycurate"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["SKYCURATE_STORE"] = str(tmp_path / "store")
+    done = subprocess.run([str(exe), "run", "hello"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    clean = tmp_path / "store" / "hello" / "clean" / "v0001"
+    assert str(clean) in done.stdout
+    assert f"ds.dataset('{clean}')" in done.stdout  # the one-line read example
+
+    missing = subprocess.run([str(exe), "datasets", "show", "hello/none"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("error: unknown dataset 'hello/none'")
+    assert "Traceback" not in missing.stderr

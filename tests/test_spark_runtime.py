@@ -1,0 +1,85 @@
+"""The Spark session factory and the mapInArrow stage wrapper, on the session's local Spark."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from skycurate import catalog
+from skycurate.catalog import Catalog
+from skycurate.errors import StageContractError
+from skycurate.schemas.config import SparkConfig
+from skycurate.spark import get_spark, map_batches, read_dataset
+from skycurate.stages.base import BatchStage, with_columns
+
+
+def test_factory_defaults(spark):
+    assert spark.sparkContext.master == "local[2]"  # from SKYCURATE_SPARK_MASTER set by conftest
+    conf = spark.conf
+    assert conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
+    assert conf.get("spark.sql.session.timeZone") == "UTC"
+    assert os.environ["PYSPARK_PYTHON"] == sys.executable
+    assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert get_spark() is spark  # same master: the one session is reused
+
+
+def test_master_precedence(monkeypatch):
+    monkeypatch.setenv("SKYCURATE_SPARK_MASTER", "spark://10.0.0.1:7077")
+    assert SparkConfig().resolved_master() == "spark://10.0.0.1:7077"
+    assert SparkConfig(master="local[4]").resolved_master() == "local[4]"
+    monkeypatch.delenv("SKYCURATE_SPARK_MASTER")
+    assert SparkConfig().resolved_master() == "local[*]"
+
+
+def _double(batch: pa.RecordBatch) -> pa.RecordBatch:
+    # int32 on purpose: map_batches must cast to the declared int64
+    return pa.RecordBatch.from_arrays([batch.column("x"), pc.multiply(batch.column("x"), 2).cast(pa.int32())],
+                                      names=["x", "y"])
+
+
+def test_map_batches_applies_a_pure_function_and_casts_to_the_declared_schema(spark):
+    df = spark.createDataFrame([(i,) for i in range(100)], "x long").repartition(3)
+    out = map_batches(df, _double, pa.schema([("x", pa.int64()), ("y", pa.int64())]))
+    assert out.schema.simpleString() == "struct<x:bigint,y:bigint>"
+    rows = sorted(out.collect())
+    assert [(r.x, r.y) for r in rows] == [(i, 2 * i) for i in range(100)]
+
+
+def _shout(batch: pa.RecordBatch, suffix: str) -> pa.RecordBatch:
+    return with_columns(batch, {"loud": pc.binary_join_element_wise(pc.utf8_upper(batch.column("text")), suffix, "")})
+
+
+SHOUT = BatchStage(name="shout", fn=_shout, requires=("text",), adds=(pa.field("loud", pa.string()),))
+
+
+def test_batch_stage_runs_the_same_on_arrow_and_on_spark(spark, store):
+    t = pa.table({"id": [1, 2, 3], "text": ["a", "b", None]})
+    local = SHOUT(t.to_batches()[0], "!")
+    assert local.column("loud").to_pylist() == ["A!", "B!", None]
+
+    ref = catalog.publish("t/in", t, store=store)
+    out = SHOUT.on_spark(read_dataset(spark, ref), "!")
+    published = catalog.publish("t/out", out, parents=[ref], store=store)  # Spark writes, driver never collects
+    m = catalog.manifest(published)
+    assert m.num_rows == 3 and all(f.path.startswith("part-") for f in m.files)
+    got = catalog.open(published).to_table().sort_by("id")
+    assert got.column("loud").to_pylist() == local.column("loud").to_pylist()
+    assert catalog.verify(published).ok
+
+
+def test_batch_stage_refuses_input_without_its_columns(spark):
+    df = spark.createDataFrame([(1,)], "id long")
+    with pytest.raises(StageContractError, match="stage shout needs column\\(s\\) text"):
+        SHOUT.on_spark(df, "!")
+    with pytest.raises(StageContractError):
+        SHOUT(pa.record_batch({"id": [1]}), "!")
+
+
+def test_spark_cannot_write_to_a_memory_store(spark):
+    df = spark.createDataFrame([(1,)], "id long")
+    with pytest.raises(Exception, match="Spark cannot write to a memory:// store"):
+        Catalog("memory://spark-x").publish("t/x", df)
