@@ -79,6 +79,7 @@ def test_datasets_commands(published, cli):
     (["datasets", "read", "hello/raw@v0042"], "error: unknown dataset 'hello/raw'"),
     (["run", "hello", "--config", "{config}"], "error: config {config}: unknown key 'length_filter.min_wrods'"),
     (["run", "hello", "--source", "{tmp}/missing-*.jsonl"], "error: source '"),
+    (["run", "hello", "--store", "/proc/no-store-here"], "error: cannot write to store /proc/no-store-here"),
 ])
 def test_errors_are_one_line_and_exit_nonzero(cli, tmp_path, args, message):
     config = tmp_path / "bad.yaml"
@@ -86,7 +87,7 @@ def test_errors_are_one_line_and_exit_nonzero(cli, tmp_path, args, message):
     store = tmp_path / "store"
     store.mkdir()
     args = [a.format(config=config, tmp=tmp_path) for a in args]
-    result = cli(*args, "--store", str(store))
+    result = cli(*args) if "--store" in args else cli(*args, "--store", str(store))
     assert result.exit_code == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -123,3 +124,24 @@ def test_installed_command_runs_the_demo_in_a_fresh_process(tmp_path):
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("error: unknown dataset 'hello/none'")
     assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.integration
+def test_with_prefect_api_url_set_runs_report_to_that_server(prefect_harness, tmp_path):
+    """A separate process given PREFECT_API_URL reports its flow run to that (real, local) server."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from skycurate import catalog
+
+    exe = Path(sys.executable).parent / "skycurate"
+    store = tmp_path / "store"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    done = subprocess.run([str(exe), "run", "hello", "--store", str(store), "--json"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting temporary server" not in done.stderr
+    run_id = catalog.manifest("hello/clean@latest", store=store).producer.flow_run_id
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+    assert flow_run.state.is_completed()

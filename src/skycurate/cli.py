@@ -102,9 +102,12 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
               debug: bool) -> None:
     from skycurate.catalog import Catalog
 
-    if not debug:
-        for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).addFilter(_NoTracebacks())
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, _NoTracebacks)]:
+            logger.removeFilter(f)
+        if not debug:
+            logger.addFilter(_NoTracebacks())
     with err.status(f"running flow [bold]{flow_name}[/bold] (Prefect + Spark)…"):
         result = flow_fn(store=store, config=config, force=force)
     catalog = Catalog(store)
@@ -159,6 +162,7 @@ def run_hello(
         from skycurate.flows.hello import fingerprint_sources, hello_flow
 
         fingerprint_sources(cfg.ingest.sources)  # fail on a missing source before Prefect and Spark start
+        _catalog(store).ensure_writable()
         _run_flow("hello", hello_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
 
 

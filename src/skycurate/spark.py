@@ -110,9 +110,9 @@ def map_batches(df: "DataFrame", fn: BatchFn, output_schema: pa.Schema) -> "Data
 
 def read_dataset(spark: "SparkSession", ref: "str | DatasetRef", store: Any = None) -> "DataFrame":
     """A Spark DataFrame over exactly the files of a published version."""
-    from skycurate.catalog import Catalog
+    from skycurate.catalog import Catalog, DatasetRef
     from skycurate.catalog.writers import spark_url
 
-    cat = Catalog(ref.store) if store is None and hasattr(ref, "store") else Catalog(store)
+    cat = Catalog(ref.store if isinstance(ref, DatasetRef) and store is None else store)
     paths = [spark_url(cat.fs, p) for p in cat.file_paths(ref)]
     return spark.read.parquet(*paths)

@@ -298,6 +298,13 @@ class Catalog:
         return out
 
     # ---- publishing ----------------------------------------------------------------------
+    def ensure_writable(self) -> None:
+        """Create the store root if needed; a clear error now beats one mid-flow."""
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"cannot write to store {self.url}: {e}") from None
+
     def publish(self, name: str, data: Any, parents: Iterable[Any] = (), producer: Producer | dict | None = None,
                 stats: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None, *, schema: pa.Schema | None = None,
                 max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE) -> DatasetRef:
