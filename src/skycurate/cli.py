@@ -120,7 +120,8 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
         return
     table = Table(title=f"{flow_name}: published datasets")
     for col in ("dataset", "rows", "size", "path"):
-        table.add_column(col, justify="right" if col in ("rows", "size") else "left")
+        table.add_column(col, justify="right" if col in ("rows", "size") else "left",
+                         overflow="fold" if col == "path" else "ellipsis")
     for d in datasets.values():
         table.add_row(d["ref"], f"{d['num_rows']:,}", _human_bytes(d["num_bytes"]), d["uri"])
     out.print(table)
@@ -128,7 +129,7 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
     main = next(iter(d for k, d in datasets.items() if k in ("clean", "main")), next(iter(datasets.values())))
     out.print("Read it (no skycurate needed):")
     out.print(f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{main['uri']}').to_table())\"")
-    out.print(f"  duckdb -c \"SELECT * FROM '{main['uri']}/*.parquet' LIMIT 5\"")
+    out.print(f"  DuckDB / Spark SQL: SELECT * FROM '{main['uri']}/*.parquet'")
     out.print(f"  skycurate datasets read {main['ref']} --store {catalog.url}")
 
 
