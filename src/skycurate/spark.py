@@ -108,6 +108,22 @@ def map_batches(df: "DataFrame", fn: BatchFn, output_schema: pa.Schema) -> "Data
     return df.mapInArrow(run, spark_schema(output_schema))
 
 
+def flat_map_batches(df: "DataFrame", fn: Callable[[pa.RecordBatch], Iterator[pa.RecordBatch]],
+                     output_schema: pa.Schema) -> "DataFrame":
+    """Like ``map_batches`` for one-to-many functions (e.g. a batch of file paths -> their records)."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for out in fn(batch):
+                if out.schema != output_schema:
+                    out = pa.Table.from_batches([out]).select(output_schema.names).cast(output_schema).combine_chunks()
+                    yield from out.to_batches()
+                else:
+                    yield out
+
+    return df.mapInArrow(run, spark_schema(output_schema))
+
+
 def read_dataset(spark: "SparkSession", ref: "str | DatasetRef", store: Any = None) -> "DataFrame":
     """A Spark DataFrame over exactly the files of a published version."""
     from skycurate.catalog import Catalog, DatasetRef

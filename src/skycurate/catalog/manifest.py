@@ -19,6 +19,15 @@ class FileEntry(BaseModel):
     sha256: str
 
 
+class Attachment(BaseModel):
+    """A non-data file stored with a version (a chart, a report). Names start with ``_`` so
+    Parquet readers pointed at the folder skip them."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
 class Parent(BaseModel):
     """An input of a version: another dataset version, or an external file pinned by hash."""
 
@@ -49,6 +58,7 @@ class Manifest(BaseModel):
     num_bytes: int
     schema_: dict[str, Any] = Field(alias="schema")
     files: list[FileEntry]
+    attachments: list[Attachment] = Field(default_factory=list)
     parents: list[Parent] = Field(default_factory=list)
     producer: Producer = Field(default_factory=Producer)
     stats: dict[str, Any] = Field(default_factory=dict)

@@ -24,6 +24,7 @@ only a staging folder (swept after a day) and perhaps a claim, i.e. a gap in num
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import posixpath
 import re
@@ -39,7 +40,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, Field
 
-from skycurate.catalog.manifest import MANIFEST_FILE, Manifest, Parent, Producer, schema_to_json
+from skycurate.catalog.manifest import MANIFEST_FILE, Attachment, Manifest, Parent, Producer, schema_to_json
 from skycurate.catalog.refs import LATEST, DatasetRef, check_name, parse_ref, version_label, version_number
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
                                       write_into)
@@ -278,6 +279,12 @@ class Catalog:
                         problems.append(f"{entry.path}: {rows} rows != manifest {entry.rows}")
             if progress:
                 progress(i + 1, len(m.files))
+        for att in m.attachments:
+            path = posixpath.join(folder, att.path)
+            if not self.fs.exists(path):
+                problems.append(f"{att.path}: missing")
+            elif hash_file(self.fs, path)[0] != att.sha256:
+                problems.append(f"{att.path}: sha256 differs from the manifest")
         listed = {f.path for f in m.files}
         for p in self.fs.find(folder):
             rel = posixpath.relpath(p, folder)
@@ -307,12 +314,15 @@ class Catalog:
 
     def publish(self, name: str, data: Any, parents: Iterable[Any] = (), producer: Producer | dict | None = None,
                 stats: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None, *, schema: pa.Schema | None = None,
-                max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE) -> DatasetRef:
+                max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
+                attachments: dict[str, bytes] | None = None) -> DatasetRef:
         """Write ``data`` as a new immutable version of ``name`` and return its reference.
 
         ``stats`` may be a callable given the number of rows written: it runs before the
         commit, so counts can go into the manifest without a second pass over the data,
         and an exception from it (e.g. counts that do not reconcile) publishes nothing.
+        ``attachments`` (name -> bytes, names starting with ``_``) are stored next to the
+        manifest and checked by ``verify``, e.g. a funnel chart.
         """
         check_name(name)
         parent_list = [_coerce_parent(self, p) for p in parents]
@@ -330,6 +340,13 @@ class Catalog:
             parts = sorted(p for p in self.fs.ls(staging, detail=False) if p.endswith(".parquet"))
             files = [describe_file(self.fs, p, posixpath.basename(p)) for p in parts]
             arrow_schema = read_schema(self.fs, parts[0])
+            attached = []
+            for att_name, payload in (attachments or {}).items():
+                if not att_name.startswith("_") or "/" in att_name:
+                    raise PublishError(f"attachment name {att_name!r} must start with '_' and have no '/'")
+                self.fs.pipe_file(posixpath.join(staging, att_name), payload)
+                attached.append(Attachment(path=att_name, bytes=len(payload),
+                                           sha256=hashlib.sha256(payload).hexdigest()))
             num_rows = sum(f.rows for f in files)
             stats_dict = stats(num_rows) if callable(stats) else (stats or {})
             number = self._claim_version(base, token)
@@ -337,7 +354,7 @@ class Catalog:
             manifest = Manifest(
                 name=name, version=version, created_at=_now_utc().isoformat(timespec="microseconds"),
                 num_rows=num_rows, num_bytes=sum(f.bytes for f in files),
-                schema=schema_to_json(arrow_schema), files=files, parents=parent_list,
+                schema=schema_to_json(arrow_schema), files=files, attachments=attached, parents=parent_list,
                 producer=producer, stats=stats_dict,
             )
             self._commit(base, staging, version, manifest)
@@ -376,7 +393,7 @@ class Catalog:
             self.fs.pipe_file(posixpath.join(staging, MANIFEST_FILE), manifest.to_json().encode())
             os.rename(staging, final)  # atomic; fails if ``final`` exists and is not empty
             return
-        for f in manifest.files:
+        for f in [*manifest.files, *manifest.attachments]:
             self.fs.mv(posixpath.join(staging, f.path), posixpath.join(final, f.path))
         self.fs.pipe_file(posixpath.join(final, MANIFEST_FILE), manifest.to_json().encode())
 

@@ -33,6 +33,8 @@ class FunnelStep(BaseModel):
     rows_out: int
     rejected: int = 0
     quarantined: int = 0
+    bytes_in: int | None = None   # text bytes (payload bytes for the read step), when known
+    bytes_out: int | None = None
 
     def model_post_init(self, _context) -> None:
         if self.rows_in != self.rows_out + self.rejected + self.quarantined:

@@ -64,3 +64,26 @@ def with_columns(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.Reco
     arrays = [batch.column(i) for i in range(batch.num_columns) if batch.schema.names[i] not in columns]
     names = [n for n in batch.schema.names if n not in columns]
     return pa.RecordBatch.from_arrays(arrays + list(columns.values()), names=names + list(columns))
+
+
+def chain(steps: "list[tuple[BatchStage, Any]]") -> "Callable[[pa.RecordBatch], pa.RecordBatch]":
+    """Compose per-record stages into one batch function, so Spark makes one pass for all of them."""
+    return partial(_run_chain, tuple(steps))
+
+
+def _run_chain(steps: tuple, batch: pa.RecordBatch) -> pa.RecordBatch:
+    for stage, config in steps:
+        batch = stage(batch, config)
+    return batch
+
+
+def chain_on_spark(df: "DataFrame", steps: "list[tuple[BatchStage, Any]]") -> "DataFrame":
+    """Apply ``chain(steps)`` with one ``mapInArrow``; the chain's schema is checked before Spark runs."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from skycurate.spark import map_batches
+
+    schema = to_arrow_schema(df.schema)
+    for stage, _ in steps:
+        schema = stage.output_schema(schema)
+    return map_batches(df, chain(steps), schema)

@@ -1,0 +1,1 @@
+"""Built-in sample inputs for the demo and the tests, generated on demand."""
