@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +28,15 @@ app = typer.Typer(name="skycurate", help="Curate LLM training data into versione
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 run_app = typer.Typer(help="Run a flow.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Inspect published datasets.", no_args_is_help=True)
+quality_app = typer.Typer(help="Train the fastText quality classifier.", no_args_is_help=True)
+sample_app = typer.Typer(help="Write built-in sample inputs (for the demo and trying things out).",
+                         no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(quality_app, name="quality")
+app.add_typer(sample_app, name="sample")
 
-out = Console(highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 StoreOpt = Annotated[Optional[str], typer.Option(
@@ -93,7 +99,7 @@ def _main() -> None:
 @app.command()
 def version() -> None:
     """Print the skycurate version."""
-    out.print(__version__)
+    stdout.print(__version__)
 
 
 # ---- run ---------------------------------------------------------------------------------
@@ -124,13 +130,13 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
                          overflow="fold" if col == "path" else "ellipsis")
     for d in datasets.values():
         table.add_row(d["ref"], f"{d['num_rows']:,}", _human_bytes(d["num_bytes"]), d["uri"])
-    out.print(table)
-    out.print(_funnel_table(result["funnel"]))
+    stdout.print(table)
+    stdout.print(_funnel_table(result["funnel"]))
     main = next(iter(d for k, d in datasets.items() if k in ("clean", "main")), next(iter(datasets.values())))
-    out.print("Read it (no skycurate needed):")
-    out.print(f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{main['uri']}').to_table())\"")
-    out.print(f"  DuckDB / Spark SQL: SELECT * FROM '{main['uri']}/*.parquet'")
-    out.print(f"  skycurate datasets read {main['ref']} --store {catalog.url}")
+    stdout.print("Read it (no skycurate needed):")
+    stdout.print(f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{main['uri']}').to_table())\"")
+    stdout.print(f"  DuckDB / Spark SQL: SELECT * FROM '{main['uri']}/*.parquet'")
+    stdout.print(f"  skycurate datasets read {main['ref']} --store {catalog.url}")
 
 
 def _funnel_table(funnel: list[dict]) -> Table:
@@ -167,6 +173,91 @@ def run_hello(
         _run_flow("hello", hello_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
 
 
+@run_app.command("web")
+def run_web(
+    input: Annotated[Optional[list[str]], typer.Option(
+        "--input", "-i", help="WARC/HTML/JSONL/Parquet file, folder or glob (repeatable).")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    dedup_against: Annotated[Optional[str], typer.Option(
+        help="An earlier web/clean version (web/clean@vN) whose pages must not be re-admitted.")] = None,
+    quality_model: Annotated[Optional[str], typer.Option(help="fastText quality model (skycurate quality train).")] = None,
+    url_blocklist: Annotated[Optional[str], typer.Option(help="File of blocked domains/URL parts, one a line.")] = None,
+    keyword_blocklist: Annotated[Optional[str], typer.Option(help="File of blocked keywords, one a line.")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """SkyPile web corpus: extract, language ID, quality and safety filters, boilerplate, dedup, classifier."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.web_flow import WebConfig
+
+        cfg = load_config(WebConfig, config, {
+            "inputs": input or None, "dedup_against": dedup_against, "quality_model.model_path": quality_model,
+            "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist})
+        if not cfg.inputs:
+            raise SkycurateError("no input: pass --input (a folder, file or glob) or set inputs in --config")
+        from skycurate.flows.web_corpus import fingerprint_inputs, web_flow
+
+        fingerprint_inputs(cfg.inputs)  # fail on a missing input before Prefect and Spark start
+        for path in (cfg.quality_model.model_path, cfg.safety.url_blocklist, cfg.safety.keyword_blocklist):
+            if path is not None and not os.path.isfile(path):
+                raise SkycurateError(f"file not found: {path}")
+        catalog = _catalog(store)
+        catalog.ensure_writable()
+        if cfg.dedup_against:
+            catalog.resolve(cfg.dedup_against)
+        _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+
+
+@quality_app.command("train")
+def quality_train(
+    positive: Annotated[list[str], typer.Option(help="Reference-quality texts: .txt (one per line) or .jsonl[.gz].")],
+    negative: Annotated[list[str], typer.Option(help="Ordinary crawl texts, same formats.")],
+    out: Annotated[str, typer.Option(help="Where to write the fastText model.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train the SkyPile-style quality classifier (would Wikipedia cite this page?)."""
+    with _errors(debug):
+        from skycurate.stages.web.quality_model import train_quality_model
+
+        with err.status("training the fastText quality classifier…"):
+            metrics = train_quality_model(positive, negative, out, epochs=epochs)
+        if as_json:
+            _print_json({"model": out, **metrics})
+            return
+        out_table = Table(title=f"quality model -> {out} (held-out metrics)")
+        out_table.add_column("metric")
+        out_table.add_column("value", justify="right")
+        for k, v in metrics.items():
+            out_table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+        stdout.print(out_table)
+
+
+@sample_app.command("web")
+def sample_web(
+    out: Annotated[str, typer.Option("--out", help="Folder to write the sample crawl into.")] = "sample",
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a small crawl (WARC.gz, HTML, JSONL.zst; EN+ZH; boilerplate, duplicates, spam, broken records)."""
+    with _errors(debug):
+        from skycurate.samples.web import write_sample_crawl
+
+        sample = write_sample_crawl(out)
+        info = {"inputs": str(sample.inputs), "records": sample.records, "broken": sample.broken,
+                "quality_positive": str(sample.positives), "quality_negative": str(sample.negatives),
+                "url_blocklist": str(sample.url_blocklist), "keyword_blocklist": str(sample.keyword_blocklist)}
+        if as_json:
+            _print_json(info)
+            return
+        for k, v in info.items():
+            stdout.print(f"{k}: {v}")
+
+
 # ---- datasets ----------------------------------------------------------------------------
 
 def _catalog(store: str | None):
@@ -184,7 +275,7 @@ def datasets_ls(store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOp
             _print_json([s.model_dump() for s in summaries])
             return
         if not summaries:
-            out.print("no datasets yet")
+            stdout.print("no datasets yet")
             return
         table = Table()
         for col in ("dataset", "latest", "versions", "rows", "size", "created"):
@@ -192,7 +283,7 @@ def datasets_ls(store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOp
         for s in summaries:
             table.add_row(s.name, s.latest, str(s.versions), f"{s.num_rows:,}", _human_bytes(s.num_bytes),
                           s.created_at[:19].replace("T", " "))
-        out.print(table)
+        stdout.print(table)
 
 
 @datasets_app.command("show")
@@ -207,22 +298,22 @@ def datasets_show(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@lates
         if as_json:
             _print_json({**data, "uri": resolved.uri})
             return
-        out.print(f"[bold]{resolved.label}[/bold]  {m.num_rows:,} rows, {_human_bytes(m.num_bytes)} "
+        stdout.print(f"[bold]{resolved.label}[/bold]  {m.num_rows:,} rows, {_human_bytes(m.num_bytes)} "
                   f"in {len(m.files)} file(s), created {m.created_at}")
-        out.print(f"path: {resolved.uri}")
+        stdout.print(f"path: {resolved.uri}")
         p = m.producer
-        out.print(f"producer: flow={p.flow} task={p.task} run={p.flow_run_id} code={p.code_version}")
+        stdout.print(f"producer: flow={p.flow} task={p.task} run={p.flow_run_id} code={p.code_version}")
         for parent in m.parents:
-            out.print(f"parent: {parent.name}@{parent.version}" if parent.is_dataset else
+            stdout.print(f"parent: {parent.name}@{parent.version}" if parent.is_dataset else
                       f"parent: {parent.name} ({parent.uri}, sha256 {str(parent.sha256)[:12]}…)")
         if m.stats.get("funnel"):
-            out.print(_funnel_table(m.stats["funnel"]))
+            stdout.print(_funnel_table(m.stats["funnel"]))
         schema = Table(title="schema")
         schema.add_column("column")
         schema.add_column("type")
         for f in m.schema_["fields"]:
             schema.add_row(f["name"], json.dumps(f["type"]) if not isinstance(f["type"], str) else f["type"])
-        out.print(schema)
+        stdout.print(schema)
 
 
 @datasets_app.command("lineage")
@@ -248,7 +339,7 @@ def datasets_lineage(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@la
 
         tree = Tree(label(node))
         add(tree, node)
-        out.print(tree)
+        stdout.print(tree)
 
 
 @datasets_app.command("read")
@@ -274,7 +365,7 @@ def datasets_read(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@lates
             table.add_column(c, overflow="fold", max_width=60)
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
-        out.print(table)
+        stdout.print(table)
 
 
 @datasets_app.command("verify")
@@ -292,11 +383,11 @@ def datasets_verify(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@lat
         if as_json:
             _print_json(report.model_dump())
         elif report.ok:
-            out.print(f"[green]ok[/green] {report.dataset}: {report.files_checked} file(s), {report.rows:,} rows match")
+            stdout.print(f"[green]ok[/green] {report.dataset}: {report.files_checked} file(s), {report.rows:,} rows match")
         else:
-            out.print(f"[red]FAILED[/red] {report.dataset}:")
+            stdout.print(f"[red]FAILED[/red] {report.dataset}:")
             for problem in report.problems:
-                out.print(f"  - {problem}")
+                stdout.print(f"  - {problem}")
         if not report.ok:
             raise typer.Exit(1)
 

@@ -82,6 +82,13 @@ def get_spark(cfg: SparkConfig | None = None) -> "SparkSession":
     return spark
 
 
+def arrow_schema(df: "DataFrame") -> pa.Schema:
+    """The Arrow schema of a Spark DataFrame as ``mapInArrow`` hands it over (timestamps in UTC)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.schema, timezone="UTC")
+
+
 def spark_schema(schema: pa.Schema):
     """Arrow schema -> Spark StructType (for ``mapInArrow``)."""
     from pyspark.sql.pandas.types import from_arrow_schema

@@ -156,3 +156,14 @@ def attach_funnel_artifact(flow_name: str, funnel: list[dict]) -> None:
              "rejected": s.get("rejected", 0), "quarantined": s.get("quarantined", 0)} for s in funnel]
     create_table_artifact(key=f"{flow_name}-funnel", table=rows,
                           description=f"Stage funnel of the {flow_name} flow: rows in and out of each stage.")
+
+
+def attach_chart_artifact(flow_name: str, png: bytes) -> None:
+    """The funnel chart, embedded in a markdown artifact (no image hosting needed)."""
+    import base64
+
+    from prefect.artifacts import create_markdown_artifact
+
+    data = base64.b64encode(png).decode()
+    create_markdown_artifact(key=f"{flow_name}-funnel-chart", markdown=f"![{flow_name} funnel](data:image/png;base64,{data})",
+                             description=f"Stage funnel chart of the {flow_name} flow.")

@@ -91,7 +91,7 @@ def _page(title: str, paragraphs: list[str], lang: str, site: str, extra: str = 
     body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
     return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title></head>'
             f'<body><nav><a href="/">{nav[0]}</a></nav><div class="login">{nav[1]}</div>'
-            f"<main><article><h1>{title}</h1>\n{body}\n{extra}</article></main>"
+            f"<main><article><h1>{title}</h1>\n{body}\n{extra}<p>{nav[4]}</p></article></main>"
             f"<aside><h3>{nav[2]}</h3><ul><li><a href='/a'>{nav[2]} 1</a></li></ul></aside>"
             f"<footer><p>{nav[3].format(site=site)}</p><p>{nav[4]}</p></footer></body></html>")
 
@@ -135,8 +135,9 @@ def write_sample_crawl(out: str | Path, seed: int = 7) -> SampleCrawl:
     for lang, paragraphs in (("en", EN_PARAGRAPHS), ("zh", ZH_PARAGRAPHS)):
         for i in range(14):
             site, site_name = SITES[lang][i % 2]
-            chosen = rng.sample(paragraphs, 3)
-            title = chosen[0][:24]
+            # Rotate through the paragraphs so no real paragraph recurs as often as boilerplate does.
+            chosen = [paragraphs[(i + k * 5) % len(paragraphs)] for k in range(3)]
+            title = chosen[0][:8] if lang == "zh" else " ".join(chosen[0].split()[:4])
             url = f"https://{site}/article/{lang}-{i}"
             pages.append((url, _page(title, chosen, lang, site_name), lang))
             if i < 3:  # exact copies under another URL (mirrors, tracking parameters)
@@ -189,7 +190,8 @@ def write_sample_crawl(out: str | Path, seed: int = 7) -> SampleCrawl:
              "text/html") for k in range(4)]
     whole = _warc(tail)
     first_two = len(_warc(tail[:2]))
-    (inputs / "crawl-00002-truncated.warc.gz").write_bytes(whole[: first_two + (len(whole) - first_two) // 2])
+    # Cut 60 bytes into the third record: records 3 and 4 are lost, reported as one quarantine row.
+    (inputs / "crawl-00002-truncated.warc.gz").write_bytes(whole[: first_two + 60])
     sample.records += 3  # two readable records + one quarantine row for the cut-off rest
     sample.broken += 1
 

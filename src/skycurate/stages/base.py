@@ -51,11 +51,10 @@ class BatchStage:
 
     def on_spark(self, df: "DataFrame", config: Any) -> "DataFrame":
         """Apply the stage to a Spark DataFrame with ``mapInArrow``."""
-        from pyspark.sql.pandas.types import to_arrow_schema
 
-        from skycurate.spark import map_batches
+        from skycurate.spark import arrow_schema, map_batches
 
-        out_schema = self.output_schema(to_arrow_schema(df.schema))
+        out_schema = self.output_schema(arrow_schema(df))
         return map_batches(df, partial(self, config=config), out_schema)
 
 
@@ -79,11 +78,10 @@ def _run_chain(steps: tuple, batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def chain_on_spark(df: "DataFrame", steps: "list[tuple[BatchStage, Any]]") -> "DataFrame":
     """Apply ``chain(steps)`` with one ``mapInArrow``; the chain's schema is checked before Spark runs."""
-    from pyspark.sql.pandas.types import to_arrow_schema
 
-    from skycurate.spark import map_batches
+    from skycurate.spark import arrow_schema, map_batches
 
-    schema = to_arrow_schema(df.schema)
+    schema = arrow_schema(df)
     for stage, _ in steps:
         schema = stage.output_schema(schema)
     return map_batches(df, chain(steps), schema)

@@ -95,9 +95,8 @@ def remove_boilerplate(df: "DataFrame", cfg: BoilerplateConfig) -> "DataFrame":
     from functools import partial
 
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import to_arrow_schema
 
-    from skycurate.spark import map_batches
+    from skycurate.spark import arrow_schema, map_batches
 
     lines = map_batches(df.select("id", "text"), partial(explode_lines, cfg=cfg), LINE_SCHEMA)
     frequent = (lines.groupBy("line_hash").agg(F.countDistinct("id").alias("docs"))
@@ -105,7 +104,7 @@ def remove_boilerplate(df: "DataFrame", cfg: BoilerplateConfig) -> "DataFrame":
     drops = (lines.join(frequent, "line_hash", "left_semi")
              .groupBy("id").agg(F.sort_array(F.collect_set("line_no")).alias("drop_lines")))
     joined = df.join(drops, "id", "left")
-    in_schema = to_arrow_schema(joined.schema)
+    in_schema = arrow_schema(joined)
     added = {"text_bytes": pa.int64(), "boilerplate_bytes": pa.int64(), "boilerplate_lines": pa.int32(), REJECT_STAGE: pa.string(),
              REJECT_REASON: pa.string()}
     out_schema = pa.schema([f for f in in_schema if f.name not in added and f.name != "drop_lines"]

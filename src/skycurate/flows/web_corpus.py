@@ -1,0 +1,214 @@
+"""The web corpus flow (SkyPile): raw crawl -> clean, deduplicated Chinese and English text.
+
+    read+extract -> annotate (lid, quality signals, safety/PII) -> filter + boilerplate
+      -> exact + near dedup -> quality classifier -> web/clean, web/rejected, web/minhash_index
+
+Each task is one Spark job publishing one dataset that holds every row that entered the
+stage, with the stage's verdict (``reject_stage``/``reject_reason``); the next stage reads
+the kept rows. ``finalize`` gathers the rejected rows of all stages into ``web/rejected``,
+computes the funnel from the stage datasets (small-column aggregations) and checks that
+input = kept + rejected + quarantined before publishing ``web/clean``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel
+
+from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
+                                      run_dataset_task)
+from skycurate.schemas.config import SparkConfig
+from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
+from skycurate.schemas.web_annotate import LidConfig, QualityModelConfig, SafetyConfig
+from skycurate.schemas.web_dedup import MinHashConfig
+from skycurate.schemas.web_extract import ExtractConfig, ReaderConfig
+from skycurate.schemas.web_flow import WebConfig
+from skycurate.schemas.web_quality import QualityFilterConfig, QualitySignalsConfig
+from skycurate.spark import get_spark, read_dataset
+from skycurate.stages.web import pipeline
+
+NAMESPACE = "web"
+
+
+class InputFingerprint(BaseModel):
+    """An input file pinned by size and mtime (hashing a whole crawl would cost a full read)."""
+
+    path: str
+    label: str
+    kind: str
+    size: int
+    mtime_ns: int
+
+
+class FileFingerprint(BaseModel):
+    """A config-referenced file (model, blocklist) pinned by content."""
+
+    path: str
+    sha256: str
+
+
+def fingerprint_inputs(patterns: list[str]) -> list[InputFingerprint]:
+    from skycurate.connectors.web_readers import discover_inputs
+
+    out = []
+    for f in discover_inputs(patterns):
+        st = os.stat(f.path)
+        out.append(InputFingerprint(path=str(Path(f.path).resolve()), label=f.label, kind=f.kind, size=st.st_size,
+                                    mtime_ns=st.st_mtime_ns))
+    return out
+
+
+def fingerprint_file(path: str | None) -> FileFingerprint | None:
+    if path is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return FileFingerprint(path=str(Path(path).resolve()), sha256=h.hexdigest())
+
+
+CODE_ALL = ["skycurate.stages.web", "skycurate.stages.base", "skycurate.stages.accounting"]
+
+
+@dataset_task(code=["skycurate.connectors.web_readers", *CODE_ALL])
+def extract(store: str, inputs: list[InputFingerprint], reader: ReaderConfig, cfg: ExtractConfig,
+            spark: SparkConfig) -> dict[str, DatasetRef]:
+    catalog, producer, session = Catalog(store), current_producer(cfg), get_spark(spark)
+    docs, quarantine = pipeline.read_and_extract(session, [i.model_dump() for i in inputs], reader, cfg)
+    # Inputs are pinned by size and mtime (stated in the uri field), not by a hash of the whole crawl.
+    parents = [Parent(name=i.label, uri=f"{i.path}#size={i.size}&mtime_ns={i.mtime_ns}") for i in inputs]
+    try:
+        return {"quarantine": catalog.publish(f"{NAMESPACE}/quarantine", quarantine, parents, producer),
+                "extracted": catalog.publish(f"{NAMESPACE}/extracted", docs, parents, producer)}
+    finally:
+        pipeline.release(session)
+
+
+@dataset_task(code=CODE_ALL)
+def annotate(store: str, extracted: DatasetRef, lid: LidConfig, signals: QualitySignalsConfig,
+             safety: SafetyConfig, files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
+    catalog = Catalog(store)
+    df = pipeline.kept(read_dataset(get_spark(spark), extracted))
+    out = pipeline.annotate(df, lid, signals, safety)
+    return catalog.publish(f"{NAMESPACE}/annotated", out, [extracted], current_producer(signals))
+
+
+@dataset_task(code=CODE_ALL)
+def filter_and_deboilerplate(store: str, annotated: DatasetRef, lid: LidConfig, safety: SafetyConfig,
+                             quality: QualityFilterConfig, boilerplate: BoilerplateConfig,
+                             files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
+    catalog = Catalog(store)
+    out = pipeline.filter_and_deboilerplate(read_dataset(get_spark(spark), annotated), lid, safety, quality,
+                                            boilerplate)
+    return catalog.publish(f"{NAMESPACE}/filtered", out, [annotated], current_producer(quality))
+
+
+@dataset_task(code=CODE_ALL)
+def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: MinHashConfig,
+          previous_index: DatasetRef | None, spark: SparkConfig) -> DatasetRef:
+    catalog = Catalog(store)
+    session = get_spark(spark)
+    previous = read_dataset(session, previous_index) if previous_index else None
+    out = pipeline.dedup(pipeline.kept(read_dataset(session, filtered)), exact, minhash, previous)
+    parents = [filtered] + ([previous_index] if previous_index else [])
+    try:
+        return catalog.publish(f"{NAMESPACE}/deduped", out, parents, current_producer(minhash))
+    finally:
+        pipeline.release(session)
+
+
+@dataset_task(code=CODE_ALL)
+def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: FileFingerprint | None,
+             spark: SparkConfig) -> DatasetRef:
+    catalog = Catalog(store)
+    out, threshold = pipeline.classify(pipeline.kept(read_dataset(get_spark(spark), deduped)), cfg)
+    stats = {"quality_threshold": threshold}
+    return catalog.publish(f"{NAMESPACE}/scored", out, [deduped], current_producer(cfg), stats)
+
+
+@dataset_task(code=["skycurate.reporting", *CODE_ALL])
+def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered: DatasetRef, deduped: DatasetRef,
+             scored: DatasetRef, rejected_preview_chars: int, spark: SparkConfig) -> dict[str, DatasetRef]:
+    from skycurate.reporting import funnel_chart_png
+
+    catalog, producer = Catalog(store), current_producer()
+    session = get_spark(spark)
+    frames = {name: read_dataset(session, ref) for name, ref in
+              (("quarantine", quarantine), ("extracted", extracted), ("filtered", filtered), ("deduped", deduped),
+               ("scored", scored))}
+    funnel = pipeline.funnel(frames)
+    stage_refs = [extracted, filtered, deduped, scored]
+    rejected_ref = catalog.publish(
+        f"{NAMESPACE}/rejected",
+        pipeline.rejected_rows([frames["extracted"], frames["filtered"], frames["deduped"], frames["scored"]],
+                               rejected_preview_chars),
+        stage_refs, producer, {"rejected_by_stage": {s["stage"]: s["rejected"] for s in funnel}})
+    n_rejected = catalog.manifest(rejected_ref).num_rows
+    n_quarantined = catalog.manifest(quarantine).num_rows
+    n_input = funnel[0]["rows_in"]
+
+    def stats(n_clean: int) -> dict[str, Any]:
+        pipeline.check_reconciles(n_input, n_clean, n_rejected, n_quarantined, funnel)
+        return {"funnel": funnel, "input": n_input, "kept": n_clean, "rejected": n_rejected,
+                "quarantined": n_quarantined}
+
+    chart = funnel_chart_png(funnel, "web corpus funnel")
+    clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
+                                [scored, rejected_ref, quarantine], producer, stats,
+                                attachments={"_funnel.png": chart})
+    index_ref = catalog.publish(f"{NAMESPACE}/minhash_index", pipeline.index_rows(frames["scored"]), [clean_ref],
+                                producer)
+    return {"clean": clean_ref, "rejected": rejected_ref, "quarantine": quarantine, "minhash_index": index_ref}
+
+
+def index_for(catalog: Catalog, clean: str) -> DatasetRef:
+    """The MinHash index published with a given web/clean version."""
+    from skycurate.errors import DatasetNotFound
+
+    clean_ref = catalog.resolve(clean)
+    for version in reversed(catalog.versions(f"{NAMESPACE}/minhash_index")):
+        ref = catalog.resolve(f"{NAMESPACE}/minhash_index@{version}")
+        if any(p.name == clean_ref.name and p.version == clean_ref.version for p in catalog.manifest(ref).parents):
+            return ref
+    raise DatasetNotFound(f"no web/minhash_index was published with {clean_ref.label}")
+
+
+@flow(name="web")
+def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: bool = False) -> dict[str, Any]:
+    """Raw crawl (WARC/HTML/JSONL/Parquet) -> web/clean + web/rejected + web/quarantine, with the funnel."""
+    store = normalize_store(store)
+    cfg = config
+    catalog = Catalog(store)
+    previous_index = index_for(catalog, cfg.dedup_against) if cfg.dedup_against else None
+    lists = {"url_blocklist": fingerprint_file(cfg.safety.url_blocklist),
+             "keyword_blocklist": fingerprint_file(cfg.safety.keyword_blocklist),
+             "lid_model": fingerprint_file(cfg.lid.model_path)}
+    common = {"store": store, "force": force, "spark": cfg.spark}
+
+    got = run_dataset_task(extract, **common, inputs=fingerprint_inputs(cfg.inputs), reader=cfg.reader,
+                           cfg=cfg.extract)
+    annotated = run_dataset_task(annotate, **common, extracted=got["extracted"], lid=cfg.lid,
+                                 signals=cfg.quality_signals, safety=cfg.safety, files=lists)
+    filtered = run_dataset_task(filter_and_deboilerplate, **common, annotated=annotated, lid=cfg.lid,
+                                safety=cfg.safety, quality=cfg.quality_filter, boilerplate=cfg.boilerplate,
+                                files=lists)
+    deduped = run_dataset_task(dedup, **common, filtered=filtered, exact=cfg.exact_dedup, minhash=cfg.minhash,
+                               previous_index=previous_index)
+    scored = run_dataset_task(classify, **common, deduped=deduped, cfg=cfg.quality_model,
+                              model=fingerprint_file(cfg.quality_model.model_path))
+    final = run_dataset_task(finalize, **common, quarantine=got["quarantine"], extracted=got["extracted"],
+                             filtered=filtered, deduped=deduped, scored=scored,
+                             rejected_preview_chars=cfg.rejected_preview_chars)
+    manifest = catalog.manifest(final["clean"])
+    funnel = manifest.stats["funnel"]
+    attach_funnel_artifact("web", funnel)
+    attach_chart_artifact("web", catalog.fs.cat_file(f"{catalog.root}/{final['clean'].name}/"
+                                                     f"{final['clean'].version}/_funnel.png"))
+    return {"datasets": final, "funnel": funnel}

@@ -1,0 +1,37 @@
+"""The web corpus flow's config: one block per stage (YAML keys = field names)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from skycurate.schemas.config import FlowConfig
+from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
+from skycurate.schemas.web_annotate import LidConfig, QualityModelConfig, SafetyConfig
+from skycurate.schemas.web_dedup import MinHashConfig
+from skycurate.schemas.web_extract import ExtractConfig, ReaderConfig
+from skycurate.schemas.web_quality import QualityFilterConfig, QualitySignalsConfig
+
+
+class WebConfig(FlowConfig):
+    """SkyPile-style pipeline: read -> extract -> lid -> signals -> filters -> boilerplate -> dedup -> classifier."""
+
+    inputs: list[str] = Field(default_factory=list, description="WARC/HTML/JSONL/Parquet files, folders or globs")
+    dedup_against: str | None = Field(
+        default=None, description="an earlier web/clean version (e.g. web/clean@v0003) whose pages must not come back")
+    rejected_preview_chars: int = Field(default=500, ge=0, description="text kept per rejected record, for audits")
+    reader: ReaderConfig = Field(default_factory=ReaderConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    lid: LidConfig = Field(default_factory=LidConfig)
+    quality_signals: QualitySignalsConfig = Field(default_factory=QualitySignalsConfig)
+    quality_filter: QualityFilterConfig = Field(default_factory=QualityFilterConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    boilerplate: BoilerplateConfig = Field(default_factory=BoilerplateConfig)
+    exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    minhash: MinHashConfig = Field(default_factory=MinHashConfig)
+    quality_model: QualityModelConfig = Field(default_factory=QualityModelConfig)
+
+    @model_validator(mode="after")
+    def _dedup_against_is_a_clean_version(self) -> "WebConfig":
+        if self.dedup_against is not None and not self.dedup_against.startswith("web/clean"):
+            raise ValueError("dedup_against must name a web/clean version, e.g. web/clean@v0003")
+        return self

@@ -1,0 +1,272 @@
+"""The Spark jobs of the web corpus flow: each applies pure batch stages or a global stage to a
+DataFrame and returns a DataFrame; the flow publishes them. No Prefect here.
+
+Every stage dataset keeps all rows that entered the stage, with its verdict columns; ``kept``
+selects the rows the next stage works on, ``funnel`` reconstructs rows (and bytes) in/out per
+stage from the stage datasets with small-column aggregations.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skycurate.schemas.web import QUARANTINE_SCHEMA, RAW_DOC_SCHEMA, BoilerplateConfig, ExactDedupConfig
+from skycurate.schemas.web_annotate import LidConfig, QualityModelConfig, SafetyConfig
+from skycurate.schemas.web_dedup import MinHashConfig
+from skycurate.schemas.web_extract import ExtractConfig, ReaderConfig
+from skycurate.schemas.web_quality import QualityFilterConfig, QualitySignalsConfig
+from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, VERDICT_FIELDS, AccountingError
+from skycurate.stages.base import chain_on_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# Which verdicts each stage dataset may hold, in the order the stages run.
+STAGES_OF = {
+    "extracted": ["extract"],
+    "filtered": ["lid", "safety", "gopher_quality", "gopher_repetition", "c4", "fineweb", "boilerplate"],
+    "deduped": ["exact_dedup", "near_dedup"],
+    "scored": ["quality_classifier"],
+}
+CLEAN_COLUMNS = ["id", "url", "domain", "title", "text", "lang", "lang_score", "quality_score", "cluster_id",
+                 "source", "offset", "fetch_date", "text_bytes", "n_words", "n_chars", "n_lines",
+                 "gopher_stopwords", "rep_dup_line_frac", "pii_emails", "pii_phones", "pii_ips",
+                 "boilerplate_lines"]
+INDEX_COLUMNS = ["id", "text_hash", "minhash_bands", "minhash_sig"]
+
+
+def release(spark: "SparkSession") -> None:
+    """Drop cached intermediate data once a stage's outputs are published."""
+    spark.catalog.clearCache()
+
+
+def kept(df: "DataFrame") -> "DataFrame":
+    """Rows without a verdict, without the verdict columns."""
+    from pyspark.sql import functions as F
+
+    if REJECT_REASON not in df.columns:
+        return df
+    return df.filter(F.col(REJECT_REASON).isNull()).drop(REJECT_STAGE, REJECT_REASON)
+
+
+def _with_empty_verdicts(df: "DataFrame") -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    return df.withColumn(REJECT_STAGE, F.lit(None).cast("string")).withColumn(REJECT_REASON, F.lit(None).cast("string"))
+
+
+# ---- read + extract ---------------------------------------------------------------------
+
+def _extracted_schema() -> pa.Schema:
+    from skycurate.stages.web.extract import EXTRACT
+
+    schema = EXTRACT.output_schema(RAW_DOC_SCHEMA)
+    return pa.schema([f for f in schema if f.name != "html"] + [pa.field("text_bytes", pa.int64())])
+
+
+def _read_and_extract_files(batch: pa.RecordBatch, reader: ReaderConfig, cfg: ExtractConfig):
+    from skycurate.connectors.web_readers import InputFile, read_input
+    from skycurate.stages.web.extract import EXTRACT
+
+    for row in batch.to_pylist():
+        f = InputFile(path=row["path"], label=row["label"], kind=row["kind"], size=row["size"])
+        for raw in read_input(f, reader):
+            out = EXTRACT(raw, cfg)
+            text_bytes = pc.fill_null(pc.binary_length(out.column("text")), 0).cast(pa.int64())
+            names = [n for n in out.schema.names if n != "html"]
+            yield pa.RecordBatch.from_arrays([out.column(n) for n in names] + [text_bytes],
+                                             names=names + ["text_bytes"])
+
+
+def read_and_extract(spark: "SparkSession", inputs: list[dict[str, Any]], reader: ReaderConfig,
+                     cfg: ExtractConfig) -> tuple["DataFrame", "DataFrame"]:
+    """(documents, quarantine): input files are read and extracted in parallel, one task per file.
+
+    The result is cached: both outputs come from one pass over the crawl.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from skycurate.spark import flat_map_batches
+
+    files = spark.createDataFrame([(i["path"], i["label"], i["kind"], i["size"]) for i in inputs],
+                                  "path string, label string, kind string, size long")
+    files = files.repartition(max(1, len(inputs)))
+    records = flat_map_batches(files, partial(_read_and_extract_files, reader=reader, cfg=cfg), _extracted_schema())
+    records = records.persist(StorageLevel.MEMORY_AND_DISK)
+    quarantine = records.filter(F.col("quarantine_reason").isNotNull()).select(*QUARANTINE_SCHEMA.names)
+    docs = records.filter(F.col("quarantine_reason").isNull()).drop("quarantine_reason")
+    return docs, quarantine
+
+
+# ---- annotate, filter, boilerplate ----------------------------------------------------------
+
+def annotate(df: "DataFrame", lid: LidConfig, signals: QualitySignalsConfig, safety: SafetyConfig) -> "DataFrame":
+    """Signals as columns, no decisions: language, quality signals, safety hits, PII masked."""
+    from skycurate.stages.web.lid import LID
+    from skycurate.stages.web.quality_signals import QUALITY_SIGNALS
+    from skycurate.stages.web.safety import SAFETY
+
+    return chain_on_spark(df, [(LID, lid), (SAFETY, safety), (QUALITY_SIGNALS, signals)])
+
+
+def filter_and_deboilerplate(df: "DataFrame", lid: LidConfig, safety: SafetyConfig, quality: QualityFilterConfig,
+                             boilerplate: BoilerplateConfig) -> "DataFrame":
+    """Thresholds on the stored signals (first failing rule wins), then distribution filtering of the survivors."""
+    from pyspark.sql import functions as F
+
+    from skycurate.stages.web.boilerplate import remove_boilerplate
+    from skycurate.stages.web.lid import LID_FILTER
+    from skycurate.stages.web.quality_signals import QUALITY_FILTER
+    from skycurate.stages.web.safety import SAFETY_FILTER
+
+    judged = chain_on_spark(df, [(LID_FILTER, lid), (SAFETY_FILTER, safety), (QUALITY_FILTER, quality)])
+    removed = judged.filter(F.col(REJECT_REASON).isNotNull())
+    survivors = kept(judged)
+    if boilerplate.enabled:
+        cleaned = remove_boilerplate(survivors, boilerplate)
+    else:
+        cleaned = _with_empty_verdicts(survivors.withColumn("boilerplate_bytes", F.lit(0).cast("long"))
+                                       .withColumn("boilerplate_lines", F.lit(0)))
+    return removed.unionByName(cleaned, allowMissingColumns=True)
+
+
+# ---- dedup --------------------------------------------------------------------------------
+
+def dedup(df: "DataFrame", exact: ExactDedupConfig, minhash: MinHashConfig,
+          previous: "DataFrame | None" = None) -> "DataFrame":
+    """Exact dedup on the normalised-text hash, then MinHash LSH near-dedup of the survivors.
+
+    ``previous`` is an earlier version's index (id, text_hash, minhash_bands, minhash_sig):
+    documents matching it are duplicates of pages already published.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from skycurate.stages.web.exact_dedup import TEXT_HASH, exact_dedup
+    from skycurate.stages.web.minhash import MINHASH
+    from skycurate.stages.web.near_dedup import near_dedup
+
+    hashed = chain_on_spark(df, [(TEXT_HASH, None), (MINHASH, minhash)]).persist(StorageLevel.MEMORY_AND_DISK)
+    if exact.enabled:
+        exact_done = exact_dedup(hashed, previous.select("id", "text_hash") if previous is not None else None)
+    else:
+        exact_done = _with_empty_verdicts(hashed)
+    exact_done = exact_done.persist(StorageLevel.MEMORY_AND_DISK)
+    prev_index = previous.select("id", "minhash_bands", "minhash_sig") if previous is not None else None
+    near = near_dedup(kept(exact_done), minhash, previous_index=prev_index)
+    return exact_done.filter(F.col(REJECT_REASON).isNotNull()).unionByName(near.annotated, allowMissingColumns=True)
+
+
+# ---- quality classifier -----------------------------------------------------------------
+
+def classify(df: "DataFrame", cfg: QualityModelConfig) -> tuple["DataFrame", float | None]:
+    """Score with the fastText quality model and apply the keep rule; no model = no-op (scores null)."""
+    from pyspark.sql import functions as F
+
+    from skycurate.spark import arrow_schema, map_batches
+    from skycurate.stages.web.quality_model import QUALITY_SCORE, quality_threshold_verdicts
+
+    if cfg.model_path is None:
+        return _with_empty_verdicts(df.withColumn("quality_score", F.lit(None).cast("double"))), None
+    scored = QUALITY_SCORE.on_spark(df, cfg)
+    threshold = cfg.threshold
+    if threshold is None and cfg.top_fraction is not None:
+        # A global quantile is an aggregation: nothing but the one number reaches the driver.
+        quantiles = scored.approxQuantile("quality_score", [1.0 - cfg.top_fraction], 0.001)
+        threshold = quantiles[0] if quantiles else None
+    if threshold is None:
+        return _with_empty_verdicts(scored), None
+
+    schema = arrow_schema(scored)
+    schema = pa.schema([f for f in schema if f.name not in (REJECT_STAGE, REJECT_REASON)] + list(VERDICT_FIELDS))
+    return map_batches(scored, partial(quality_threshold_verdicts, threshold=threshold), schema), threshold
+
+
+# ---- outputs and accounting ---------------------------------------------------------------
+
+def rejected_rows(frames: list["DataFrame"], preview_chars: int) -> "DataFrame":
+    """Every removed record of every stage: who, where, which stage, why, and the start of its text."""
+    from pyspark.sql import functions as F
+
+    out = None
+    for df in frames:
+        cols = set(df.columns)
+        part = df.filter(F.col(REJECT_REASON).isNotNull()).select(
+            "id", "source", "offset", "url", "domain",
+            (F.col("lang") if "lang" in cols else F.lit(None).cast("string")).alias("lang"),
+            REJECT_STAGE, REJECT_REASON, "text_bytes",
+            F.substring(F.coalesce(F.col("text"), F.lit("")), 1, preview_chars).alias("text_preview"))
+        out = part if out is None else out.unionByName(part)
+    return out
+
+
+def clean_rows(scored: "DataFrame") -> "DataFrame":
+    return kept(scored).select(*[c for c in CLEAN_COLUMNS if c in scored.columns])
+
+
+def index_rows(scored: "DataFrame") -> "DataFrame":
+    return kept(scored).select(*[c for c in INDEX_COLUMNS if c in scored.columns])
+
+
+def _stage_counts(df: "DataFrame", bytes_expr) -> dict[str | None, tuple[int, int]]:
+    from pyspark.sql import functions as F
+
+    rows = df.groupBy(REJECT_STAGE).agg(F.count(F.lit(1)).alias("n"),
+                                        F.coalesce(F.sum(bytes_expr), F.lit(0)).alias("b")).collect()
+    return {r[REJECT_STAGE]: (r["n"], r["b"]) for r in rows}
+
+
+def funnel(frames: dict[str, "DataFrame"]) -> list[dict[str, Any]]:
+    """Rows and bytes in/out per stage, from the published stage datasets; raises if they do not chain."""
+    from pyspark.sql import functions as F
+
+    from skycurate.stages.accounting import FunnelStep
+
+    q = frames["quarantine"].agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("payload_bytes"), F.lit(0)).alias("b")).first()
+    e = frames["extracted"]
+    e_tot = e.agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("payload_bytes"), F.lit(0)).alias("b")).first()
+    steps = [FunnelStep(stage="read", rows_in=q["n"] + e_tot["n"], rows_out=e_tot["n"], quarantined=q["n"],
+                        bytes_in=q["b"] + e_tot["b"], bytes_out=e_tot["b"])]
+    rows_in, bytes_in = e_tot["n"], e_tot["b"]
+    for name in ("extracted", "filtered", "deduped", "scored"):
+        df = frames[name]
+        entry = F.col("text_bytes")
+        if name == "filtered":  # boilerplate removal shrank text_bytes of the rows it kept
+            entry = entry + F.coalesce(F.col("boilerplate_bytes"), F.lit(0))
+        counts = _stage_counts(df, entry)
+        total = sum(n for n, _ in counts.values())
+        if total != rows_in:
+            raise AccountingError(f"{name}: {total} rows, but the previous stage kept {rows_in}")
+        unknown = set(counts) - set(STAGES_OF[name]) - {None}
+        if unknown:
+            raise AccountingError(f"{name}: unexpected reject stages {sorted(unknown)}")
+        if name != "extracted":
+            bytes_in = sum(b for _, b in counts.values())
+        for stage in STAGES_OF[name]:
+            n_rej, b_rej = counts.get(stage, (0, 0))
+            out_rows = rows_in - n_rej
+            bytes_out = bytes_in - b_rej
+            if stage == STAGES_OF[name][-1]:  # the last stage of a dataset: bytes actually kept
+                kept_bytes = df.filter(F.col(REJECT_REASON).isNull()).agg(
+                    F.coalesce(F.sum("text_bytes"), F.lit(0))).first()[0]
+                bytes_out = kept_bytes
+            steps.append(FunnelStep(stage=stage, rows_in=rows_in, rows_out=out_rows, rejected=n_rej,
+                                    bytes_in=bytes_in, bytes_out=bytes_out))
+            rows_in, bytes_in = out_rows, bytes_out
+    return [s.model_dump() for s in steps]
+
+
+def check_reconciles(n_input: int, n_clean: int, n_rejected: int, n_quarantined: int,
+                     steps: list[dict[str, Any]]) -> None:
+    if n_input != n_clean + n_rejected + n_quarantined:
+        raise AccountingError(f"input {n_input} != kept {n_clean} + rejected {n_rejected} "
+                              f"+ quarantined {n_quarantined}")
+    if steps[-1]["rows_out"] != n_clean:
+        raise AccountingError(f"the funnel ends with {steps[-1]['rows_out']} rows but web/clean has {n_clean}")
+    if sum(s["rejected"] for s in steps) != n_rejected:
+        raise AccountingError("the funnel's rejected counts do not add up to web/rejected")

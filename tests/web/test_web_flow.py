@@ -1,0 +1,133 @@
+"""The web flow end to end on the built-in sample crawl: real Prefect, real Spark, real fastText."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from skycurate import catalog
+from skycurate.catalog import Catalog
+from skycurate.samples.web import BLOCKED_DOMAIN, write_sample_crawl
+from skycurate.schemas.web_flow import WebConfig
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness", "spark"), pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    from skycurate.stages.web.quality_model import train_quality_model
+
+    crawl = write_sample_crawl(tmp_path_factory.mktemp("sample"))
+    model = crawl.root / "quality.bin"
+    train_quality_model([str(crawl.positives)], [str(crawl.negatives)], str(model), epochs=10)
+    return crawl, model
+
+
+def _config(crawl, model, **extra) -> WebConfig:
+    return WebConfig.model_validate({
+        "inputs": [str(crawl.inputs)],
+        "safety": {"url_blocklist": str(crawl.url_blocklist), "keyword_blocklist": str(crawl.keyword_blocklist)},
+        "quality_model": {"model_path": str(model), "threshold": 0.05},
+        **extra,
+    })
+
+
+def _run(store, cfg, **kwargs):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from skycurate.flows.web_corpus import web_flow
+
+    state = web_flow(store=store, config=cfg, return_state=True, **kwargs)
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    return state.result(), {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+
+
+def test_sample_crawl_end_to_end(store, sample):
+    crawl, model = sample
+    result, states = _run(store, _config(crawl, model))
+    assert set(states.values()) == {"Completed"}
+    refs = result["datasets"]
+    clean = catalog.open(refs["clean"]).to_table()
+    rejected = catalog.open(refs["rejected"]).to_table()
+    quarantine = catalog.open(refs["quarantine"]).to_table()
+
+    # Counts reconcile: every input record is kept, rejected (with stage and reason) or quarantined.
+    assert clean.num_rows + rejected.num_rows + quarantine.num_rows == crawl.records
+    assert pc.all(pc.is_valid(rejected["reject_reason"])).as_py()
+    assert quarantine.num_rows == crawl.broken
+    manifest = catalog.manifest(refs["clean"])
+    funnel = manifest.stats["funnel"]
+    assert funnel[0]["rows_in"] == crawl.records and funnel[-1]["rows_out"] == clean.num_rows
+    for step in funnel:
+        assert step["rows_in"] == step["rows_out"] + step["rejected"] + step["quarantined"]
+        assert step["bytes_out"] <= step["bytes_in"]
+    assert [a.path for a in manifest.attachments] == ["_funnel.png"]
+    assert Path(refs["clean"].uri, "_funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    urls = set(clean["url"].to_pylist())
+    reasons = dict(zip(rejected["url"].to_pylist(), rejected["reject_stage"].to_pylist()))
+    # Each planted duplicate group keeps exactly one page.
+    for original, copies in {**crawl.exact_duplicates, **crawl.near_duplicates}.items():
+        group = [original, *copies]
+        assert len(urls & set(group)) == 1, (group, [reasons.get(u) for u in group])
+    for original, copies in crawl.exact_duplicates.items():
+        assert {reasons.get(u) for u in [original, *copies]} - {None} == {"exact_dedup"}
+    for original, copies in crawl.near_duplicates.items():
+        assert {reasons.get(u) for u in [original, *copies]} - {None} == {"near_dedup"}
+    assert reasons[f"https://{BLOCKED_DOMAIN}/win"] == "safety"
+    assert reasons["https://fr.example/article"] == "lid"
+    assert reasons["https://shop.example/deals"] in {"safety", "gopher_quality", "gopher_repetition", "c4", "fineweb"}
+    assert reasons["https://science-notes.example.org/paper.pdf"] == "extract"
+    # Both languages survive, PII is masked, navigation and footers are gone.
+    assert set(clean["lang"].to_pylist()) == {"en", "zh"}
+    text = "\n".join(clean["text"].to_pylist())
+    assert "editor@riverwiki.example" not in text and "13812345678" not in text and "<EMAIL>" in text
+    # Navigation and footers go at extraction; the in-article share line recurs on every page
+    # of a site and is removed by the distribution filter.
+    assert "All rights reserved" not in text and "隐私政策" not in text
+    assert "Share this page on social media" not in text and "扫描二维码关注我们的公众号" not in text
+    assert sum(clean["boilerplate_lines"].to_pylist()) > 0
+    assert clean.column("quality_score").null_count == 0
+    assert pc.all(pc.is_valid(clean["cluster_id"])).as_py()
+
+    lineage = catalog.lineage(refs["clean"])
+    chain = []
+    node = lineage
+    while node.parents:
+        node = node.parents[0]
+        chain.append(node.name)
+    assert chain[:5] == ["web/scored", "web/deduped", "web/filtered", "web/annotated", "web/extracted"]
+
+    # Unchanged input and config: every stage is cached, nothing new is published.
+    again, states = _run(store, _config(crawl, model))
+    assert {states[t] for t in ("extract", "annotate", "filter_and_deboilerplate", "dedup", "classify", "finalize")} == {"Cached"}
+    assert again["datasets"]["clean"] == refs["clean"]
+
+
+def test_incremental_run_does_not_readmit_published_pages(store, sample, tmp_path):
+    crawl, model = sample
+    first, _ = _run(store, _config(crawl, model))
+    published = set(catalog.open(first["datasets"]["clean"]).to_table()["url"].to_pylist())
+
+    # Next week's crawl: the same sample again (every page already published) plus one new page.
+    new_crawl = write_sample_crawl(tmp_path / "week2", seed=7)
+    new_page = new_crawl.inputs / "pages" / "new.html"
+    from skycurate.samples.web import EN_PARAGRAPHS, _page
+
+    new_page.write_text(_page("Bees", [EN_PARAGRAPHS[8], EN_PARAGRAPHS[2], EN_PARAGRAPHS[5]], "en", "Science Notes"))
+    cfg = _config(new_crawl, model, dedup_against=first["datasets"]["clean"].label)
+    second, _ = _run(store, cfg)
+    clean2 = catalog.open(second["datasets"]["clean"]).to_table()
+    assert clean2.num_rows == 1 and clean2["source"].to_pylist() == ["pages/new.html"]
+    rejected2 = catalog.open(second["datasets"]["rejected"]).to_table()
+    previous = [r for r in rejected2["reject_reason"].to_pylist() if "(previous version)" in r]
+    assert len(previous) >= len(published)
+    deduped = catalog.lineage(second["datasets"]["clean"]).parents[0].parents[0]
+    assert deduped.name == "web/deduped"
+    assert [p.label for p in deduped.parents][1:] == [f"web/minhash_index@{first['datasets']['minhash_index'].version}"]
