@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
 
 from skycurate import catalog
-from skycurate.catalog import Catalog
 from skycurate.samples.web import BLOCKED_DOMAIN, write_sample_crawl
 from skycurate.schemas.web_flow import WebConfig
 

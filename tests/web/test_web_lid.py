@@ -11,7 +11,8 @@ from skycurate.errors import ConfigError, StageContractError
 from skycurate.schemas.config import validate_config
 from skycurate.schemas.web import LID_FIELDS
 from skycurate.schemas.web_annotate import LidConfig
-from skycurate.stages.web.lid import LID, LID_FILTER, below_reason, default_model_path, lid_batch, lid_verdicts
+from skycurate.stages.accounting import below_reason
+from skycurate.stages.web.lid import LID, LID_FILTER, default_model_path, lid_batch, lid_verdicts
 
 CFG = LidConfig()
 

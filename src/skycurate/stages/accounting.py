@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from skycurate.errors import SkycurateError
+from skycurate.stages.base import with_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -56,3 +57,45 @@ def split_verdicts(df: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
 
     kept = df.filter(F.col(REJECT_REASON).isNull()).drop(REJECT_STAGE, REJECT_REASON)
     return kept, df.filter(F.col(REJECT_REASON).isNotNull())
+
+
+# ---- verdict merging for per-record stages: a row already rejected keeps its first verdict ----
+
+def pending_rows(batch: pa.RecordBatch) -> list[bool]:
+    """True for rows still in play: no ``reject_reason`` column, or a null one."""
+    if REJECT_REASON not in batch.schema.names:
+        return [True] * batch.num_rows
+    return [r is None for r in batch.column(REJECT_REASON).to_pylist()]
+
+
+def keep_where_skipped(batch: pa.RecordBatch, name: str, values: list, pending: list[bool], type_: pa.DataType) -> pa.Array:
+    """``values`` for pending rows; for skipped rows the existing column's value, else null."""
+    if not all(pending):
+        old = batch.column(name).to_pylist() if name in batch.schema.names else [None] * batch.num_rows
+        values = [v if p else o for v, p, o in zip(values, pending, old)]
+    return pa.array(values, type_)
+
+
+def add_verdicts(batch: pa.RecordBatch, stage: str, reasons: list[str | None]) -> pa.RecordBatch:
+    """``batch`` with verdict columns: a row already rejected keeps its first verdict."""
+    names = batch.schema.names
+    old_stage = batch.column(REJECT_STAGE).to_pylist() if REJECT_STAGE in names else [None] * batch.num_rows
+    old_reason = batch.column(REJECT_REASON).to_pylist() if REJECT_REASON in names else [None] * batch.num_rows
+    stages, out = [], []
+    for s, r, new in zip(old_stage, old_reason, reasons):
+        if r is not None:
+            stages.append(s)
+            out.append(r)
+        else:
+            stages.append(stage if new is not None else None)
+            out.append(new)
+    return with_columns(batch, {REJECT_STAGE: pa.array(stages, pa.string()), REJECT_REASON: pa.array(out, pa.string())})
+
+
+def below_reason(name: str, value: float, threshold: float) -> str:
+    """``"lang_score 0.41 < 0.65"``: two decimals, more when two would show ``0.65 < 0.65``."""
+    for d in range(2, 7):
+        v, t = f"{value:.{d}f}", f"{threshold:.{d}f}"
+        if float(v) < float(t) and float(t) == round(threshold, 6):
+            break
+    return f"{name} {v} < {t}"

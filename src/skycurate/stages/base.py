@@ -29,10 +29,7 @@ class BatchStage:
     adds: tuple[pa.Field, ...]
 
     def check(self, schema: pa.Schema) -> None:
-        missing = [c for c in self.requires if c not in schema.names]
-        if missing:
-            raise StageContractError(
-                f"stage {self.name} needs column(s) {', '.join(missing)}; input has {', '.join(schema.names)}")
+        _require(schema, self.name, self.requires)
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         self.check(schema)
@@ -56,6 +53,18 @@ class BatchStage:
 
         out_schema = self.output_schema(arrow_schema(df))
         return map_batches(df, partial(self, config=config), out_schema)
+
+
+def _require(schema: pa.Schema, stage: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise StageContractError(
+            f"stage {stage} needs column(s) {', '.join(missing)}; input has {', '.join(schema.names)}")
+
+
+def require_columns(batch: pa.RecordBatch, stage: str, columns: tuple[str, ...]) -> None:
+    """The check ``BatchStage`` makes, for the plain functions called directly."""
+    _require(batch.schema, stage, columns)
 
 
 def with_columns(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:

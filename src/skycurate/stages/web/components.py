@@ -2,10 +2,10 @@
 
 Kiveris, Lattanzi, Mirrokni, Rastogi, Vassilvitskii, "Connected Components in MapReduce and
 Beyond" (SoCC 2014); text-dedup's Spark MinHash uses the same algorithm on RDDs. Here every
-step is a DataFrame aggregation or join (no ``collect_list`` of neighbourhoods, so a
-million-member bucket never becomes one row), the lineage is cut after every round, and the
-driver only sees two counts per round. The result is deterministic: each node maps to the
-smallest id of its component (string order).
+step is a DataFrame window, aggregation or join (no ``collect_list`` of neighbourhoods, so a
+node with a million neighbours never becomes one row), the lineage is cut after every round,
+and the driver only sees one small count per round (the convergence test). The result is
+deterministic: each node maps to the smallest id of its component (string order).
 
 Edges are kept in one orientation, ``src > dst``:
 - large-star: every node u links each larger neighbour v to m(u) = min(u, N(u));

@@ -14,100 +14,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
 from typing import Any
 
 import pyarrow as pa
 
-from skycurate.errors import ConfigError, StageContractError
+from skycurate.errors import ConfigError
 from skycurate.schemas.web import LID_FIELDS
 from skycurate.schemas.web_annotate import LidConfig
-from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, VERDICT_FIELDS
-from skycurate.stages.base import BatchStage, with_columns
+from skycurate.stages.accounting import VERDICT_FIELDS, add_verdicts, below_reason, keep_where_skipped, pending_rows
+from skycurate.stages.base import BatchStage, require_columns, with_columns
+from skycurate.stages.web.fasttext_models import load_fasttext
 
 STAGE = "lid"
 _LABEL_PREFIX = "__label__"
 # fastText splits tokens on ASCII whitespace and refuses '\n' in predict(); other line breaks are harmless but odd.
 _LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\v\f\x85\u2028\u2029"})
-
-_MODELS: dict[tuple[str, int, int], Any] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-# --- shared by the web annotation stages (lid, safety, quality_model) ---------------------
-
-def load_fasttext(path: str | os.PathLike) -> Any:
-    """A fastText model, loaded once per process and file version (path, mtime, size)."""
-    path = os.path.abspath(os.fspath(path))
-    try:
-        st = os.stat(path)
-    except OSError:
-        raise ConfigError(f"fastText model {path} not found") from None
-    key = (path, st.st_mtime_ns, st.st_size)
-    model = _MODELS.get(key)
-    if model is not None:
-        return model
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            import fasttext
-
-            try:
-                model = fasttext.load_model(path)
-            except ValueError as e:  # fastText says "... has wrong file format!" and the like
-                raise ConfigError(f"fastText model {path} does not load: {e}") from None
-            for old in [k for k in _MODELS if k[0] == path]:  # the file was replaced: drop the stale model
-                del _MODELS[old]
-            _MODELS[key] = model
-        return _MODELS[key]
-
-
-def pending_rows(batch: pa.RecordBatch) -> list[bool]:
-    """True for rows still in play: no ``reject_reason`` column, or a null one."""
-    if REJECT_REASON not in batch.schema.names:
-        return [True] * batch.num_rows
-    return [r is None for r in batch.column(REJECT_REASON).to_pylist()]
-
-
-def keep_where_skipped(batch: pa.RecordBatch, name: str, values: list, pending: list[bool], type_: pa.DataType) -> pa.Array:
-    """``values`` for pending rows; for skipped rows the existing column's value, else null."""
-    if not all(pending):
-        old = batch.column(name).to_pylist() if name in batch.schema.names else [None] * batch.num_rows
-        values = [v if p else o for v, p, o in zip(values, pending, old)]
-    return pa.array(values, type_)
-
-
-def add_verdicts(batch: pa.RecordBatch, stage: str, reasons: list[str | None]) -> pa.RecordBatch:
-    """``batch`` with verdict columns: a row already rejected keeps its first verdict."""
-    names = batch.schema.names
-    old_stage = batch.column(REJECT_STAGE).to_pylist() if REJECT_STAGE in names else [None] * batch.num_rows
-    old_reason = batch.column(REJECT_REASON).to_pylist() if REJECT_REASON in names else [None] * batch.num_rows
-    stages, out = [], []
-    for s, r, new in zip(old_stage, old_reason, reasons):
-        if r is not None:
-            stages.append(s)
-            out.append(r)
-        else:
-            stages.append(stage if new is not None else None)
-            out.append(new)
-    return with_columns(batch, {REJECT_STAGE: pa.array(stages, pa.string()), REJECT_REASON: pa.array(out, pa.string())})
-
-
-def below_reason(name: str, value: float, threshold: float) -> str:
-    """``"lang_score 0.41 < 0.65"``: two decimals, more when two would show ``0.65 < 0.65``."""
-    for d in range(2, 7):
-        v, t = f"{value:.{d}f}", f"{threshold:.{d}f}"
-        if float(v) < float(t) and float(t) == round(threshold, 6):
-            break
-    return f"{name} {v} < {t}"
-
-
-def require_columns(batch: pa.RecordBatch, stage: str, columns: tuple[str, ...]) -> None:
-    """The check ``BatchStage`` makes, for the plain functions called directly."""
-    missing = [c for c in columns if c not in batch.schema.names]
-    if missing:
-        raise StageContractError(
-            f"stage {stage} needs column(s) {', '.join(missing)}; input has {', '.join(batch.schema.names)}")
-
 
 # --- language ID --------------------------------------------------------------------------
 

@@ -26,8 +26,12 @@ always win: a new document in a component with a previous one is rejected as
 Graph keys are prefixed (``0:`` previous, ``1:`` new) so that a previous document is always
 its component's minimum and an id reused across versions is still two nodes.
 
+Bands (or signatures) of another length than ``cfg`` asks for -- made with another config --
+fail the job with a ``StageContractError``: signatures of different configs must never meet.
+
 ``df`` is read twice (the graph, then the annotated rows): give it a DataFrame read from
-Parquet or persisted, or its upstream stages run twice.
+Parquet or persisted, or its upstream stages run twice. The ``index`` is built from the
+checkpointed graph nodes and does not read ``df`` again.
 """
 
 from __future__ import annotations

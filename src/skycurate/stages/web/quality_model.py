@@ -34,10 +34,9 @@ import pyarrow as pa
 from skycurate.errors import ConfigError, SkycurateError
 from skycurate.schemas.web import QUALITY_SCORE_FIELD
 from skycurate.schemas.web_annotate import QualityModelConfig
-from skycurate.stages.accounting import VERDICT_FIELDS
-from skycurate.stages.base import BatchStage, with_columns
-from skycurate.stages.web.lid import (add_verdicts, below_reason, keep_where_skipped, load_fasttext, pending_rows,
-                                      require_columns)
+from skycurate.stages.accounting import VERDICT_FIELDS, add_verdicts, below_reason, keep_where_skipped, pending_rows
+from skycurate.stages.base import BatchStage, require_columns, with_columns
+from skycurate.stages.web.fasttext_models import load_fasttext
 
 STAGE = "quality_classifier"
 NORMALIZATION = "nfkc-lower-digits0-punct-cjkchars/v1"  # recorded with the training metrics

@@ -49,9 +49,8 @@ import pyarrow as pa
 
 from skycurate.errors import ConfigError
 from skycurate.schemas.web_annotate import SafetyConfig
-from skycurate.stages.accounting import VERDICT_FIELDS
-from skycurate.stages.base import BatchStage, with_columns
-from skycurate.stages.web.lid import add_verdicts, keep_where_skipped, pending_rows, require_columns
+from skycurate.stages.accounting import VERDICT_FIELDS, add_verdicts, keep_where_skipped, pending_rows
+from skycurate.stages.base import BatchStage, require_columns, with_columns
 
 STAGE = "safety"
 SAFETY_FIELDS = (
