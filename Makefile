@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STORE ?= ./store
+SAMPLE ?= ./sample
+SKY := $(VENV)/bin/skycurate
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test clean bench
@@ -19,8 +21,12 @@ $(STAMP): pyproject.toml
 	$(PY) -c 'import fasttext; assert hasattr(fasttext, "train_supervised"), "fasttext lacks training"'
 	touch $(STAMP)
 
+# The web corpus flow on a generated sample crawl (EN+ZH, boilerplate, duplicates, spam, broken records).
 demo: install
-	$(VENV)/bin/skycurate run hello --store $(STORE)
+	$(SKY) sample web --out $(SAMPLE)
+	$(SKY) quality train --positive $(SAMPLE)/quality/positive.jsonl --negative $(SAMPLE)/quality/negative.jsonl \
+		--out $(SAMPLE)/quality/model.bin
+	$(SKY) run web --config examples/web-demo.yaml --store $(STORE)
 
 # pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
 test: install
@@ -30,6 +36,10 @@ test: install
 
 bench: install
 	$(PY) benchmarks/catalog_publish.py
+	$(PY) benchmarks/extraction.py
+	$(PY) benchmarks/minhash_speed.py
+	$(PY) benchmarks/minhash_quality.py
+	$(PY) benchmarks/web_throughput.py
 
 clean:
-	rm -rf $(VENV) $(STORE) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(STORE) $(SAMPLE) .venv-bench .pytest_cache build src/*.egg-info

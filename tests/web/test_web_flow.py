@@ -82,6 +82,8 @@ def test_sample_crawl_end_to_end(store, sample):
     assert reasons["https://fr.example/article"] == "lid"
     assert reasons["https://shop.example/deals"] in {"safety", "gopher_quality", "gopher_repetition", "c4", "fineweb"}
     assert reasons["https://science-notes.example.org/paper.pdf"] == "extract"
+    assert reasons["https://deals.example.org/list"] in {"gopher_quality", "gopher_repetition", "c4", "fineweb"}
+    assert reasons["https://baike.example.cn/repeat"] in {"gopher_repetition", "boilerplate"}
     # Both languages survive, PII is masked, navigation and footers are gone.
     assert set(clean["lang"].to_pylist()) == {"en", "zh"}
     text = "\n".join(clean["text"].to_pylist())

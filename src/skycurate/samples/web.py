@@ -165,6 +165,11 @@ def write_sample_crawl(out: str | Path, seed: int = 7) -> SampleCrawl:
         "Le Rhône prend sa source dans le glacier du Rhône, dans les Alpes suisses, et se jette dans la mer "
         "Méditerranée après avoir traversé le lac Léman et la ville de Lyon. Son débit est l'un des plus "
         "importants de tous les fleuves qui se jettent dans cette mer."] * 2, "fr", "Fleuves"), "fr"))
+    bullets = "".join(f"<li>• Top {k} product deal of the week, limited offer</li>" for k in range(40))
+    pages.append(("https://deals.example.org/list", _page("Top deals", [], "en", "Deals", extra=f"<ul>{bullets}</ul>"),
+                  "en"))
+    pages.append(("https://baike.example.cn/repeat", _page("重复", [
+        "点击这里领取优惠券，今天下单立减五十元，数量有限先到先得。"] * 12, "zh", "百科知识"), "zh"))
     contact = (EN_PARAGRAPHS[7] + " For questions write to editor@riverwiki.example or call +1 415 555 0134. "
                "Our mirror server is at 192.168.10.25.")
     pages.append(("https://www.riverwiki.example/contact-heart", _page("Heart", [contact, EN_PARAGRAPHS[8]], "en",
