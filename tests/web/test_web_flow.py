@@ -131,3 +131,6 @@ def test_incremental_run_does_not_readmit_published_pages(store, sample, tmp_pat
     deduped = catalog.lineage(second["datasets"]["clean"]).parents[0].parents[0]
     assert deduped.name == "web/deduped"
     assert [p.label for p in deduped.parents][1:] == [f"web/minhash_index@{first['datasets']['minhash_index'].version}"]
+    # The new index is cumulative: last week's pages plus this week's one new page.
+    index2 = catalog.open(second["datasets"]["minhash_index"]).to_table()
+    assert index2.num_rows == len(published) + 1

@@ -135,7 +135,8 @@ def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: Fi
 
 @dataset_task(code=["skycurate.reporting", *CODE_ALL])
 def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered: DatasetRef, deduped: DatasetRef,
-             scored: DatasetRef, rejected_preview_chars: int, spark: SparkConfig) -> dict[str, DatasetRef]:
+             scored: DatasetRef, previous_index: DatasetRef | None, rejected_preview_chars: int,
+             spark: SparkConfig) -> dict[str, DatasetRef]:
     from skycurate.reporting import funnel_chart_png
 
     catalog, producer = Catalog(store), current_producer()
@@ -163,8 +164,14 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
     clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
                                 [scored, rejected_ref, quarantine], producer, stats,
                                 attachments={"_funnel.png": chart})
-    index_ref = catalog.publish(f"{NAMESPACE}/minhash_index", pipeline.index_rows(frames["scored"]), [clean_ref],
-                                producer)
+    # The index is cumulative: this version's clean pages plus everything the previous index held,
+    # so deduplicating against it covers every earlier crawl in the chain.
+    index = pipeline.index_rows(frames["scored"])
+    index_parents: list[DatasetRef] = [clean_ref]
+    if previous_index is not None:
+        index = index.unionByName(read_dataset(session, previous_index).select(*index.columns))
+        index_parents.append(previous_index)
+    index_ref = catalog.publish(f"{NAMESPACE}/minhash_index", index, index_parents, producer)
     return {"clean": clean_ref, "rejected": rejected_ref, "quarantine": quarantine, "minhash_index": index_ref}
 
 
@@ -204,7 +211,7 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     scored = run_dataset_task(classify, **common, deduped=deduped, cfg=cfg.quality_model,
                               model=fingerprint_file(cfg.quality_model.model_path))
     final = run_dataset_task(finalize, **common, quarantine=got["quarantine"], extracted=got["extracted"],
-                             filtered=filtered, deduped=deduped, scored=scored,
+                             filtered=filtered, deduped=deduped, scored=scored, previous_index=previous_index,
                              rejected_preview_chars=cfg.rejected_preview_chars)
     manifest = catalog.manifest(final["clean"])
     funnel = manifest.stats["funnel"]

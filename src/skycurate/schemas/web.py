@@ -45,7 +45,7 @@ EXTRACT_FIELDS = (
 LID_FIELDS = (pa.field("lang", pa.string()), pa.field("lang_score", pa.float64()))
 # Added by the quality classifier (stages/web/quality_model.py)
 QUALITY_SCORE_FIELD = pa.field("quality_score", pa.float64())
-# Added by near-dedup (stages/web/dedup.py)
+# Added by near-dedup (stages/web/near_dedup.py)
 CLUSTER_FIELD = pa.field("cluster_id", pa.string())
 
 
