@@ -13,8 +13,6 @@ separated by spaces so that fastText, which splits on whitespace, sees Chinese t
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gzip
 import json
 import os
@@ -23,8 +21,6 @@ import re
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,30 +138,32 @@ def classification_metrics(scores: list[float], labels: list[bool], threshold: f
     }
 
 
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
-@contextmanager
-def _zeroed_large_allocations() -> Iterator[None]:
-    """Serve large allocations with fresh (zero-filled) mmap pages while fastText trains.
+def _train_fresh(train_path: str, out: str, params: dict[str, Any], quantize: bool) -> str | None:
+    """Train and save in this (fresh) process; returns fastText's error message, if any."""
+    import fasttext
 
-    fastText 0.9.2 initialises only the first ``thread``/10 of the input matrix and, in the
-    ``fasttext-numpy2-wheel`` build, leaves the rest uninitialised: once malloc reuses freed
-    heap memory (a second training in the same process) it trains from garbage, which gives
-    "Encountered NaN." or a different model on every run. With a fixed mmap threshold every
-    matrix comes from the kernel zeroed, as on a first run; training is then reproducible.
-    No-op where glibc's ``mallopt`` is not available.
-    """
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        yield
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 * 1024)
-    try:
-        yield
-    finally:
-        mallopt(_M_MMAP_THRESHOLD, 128 * 1024)  # glibc's default value (kept fixed from now on)
+        model = fasttext.train_supervised(input=train_path, loss="softmax", verbose=0, **params)
+        if quantize:
+            model.quantize(input=train_path, retrain=True, thread=params["thread"], verbose=0)
+    except RuntimeError as e:  # "Encountered NaN." when the learning rate is too high for the data
+        return str(e)
+    model.save_model(out)
+    return None
+
+
+def _train_in_subprocess(train_path: str, out: str, params: dict[str, Any], quantize: bool) -> str | None:
+    """fastText 0.9.2 initialises only the first tenth of its input matrix when ``thread`` < 10 and
+    leaves the rest as whatever ``malloc`` returns. In a fresh process that memory comes zeroed
+    from the kernel; in a long-lived one (a second training, a process that ran Spark) it is
+    reused garbage, giving "Encountered NaN." or a different model with the same seed. A fresh,
+    spawned process per training makes results correct and reproducible."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_train_fresh, (train_path, out, params, quantize))
 
 
 def train_quality_model(
@@ -234,16 +232,12 @@ def train_quality_model(
         train_path = os.path.join(tmp, "train.txt")
         with open(train_path, "w", encoding="utf-8") as f:
             f.write("\n".join(train_lines) + "\n")
-        with _zeroed_large_allocations():
-            try:
-                model = fasttext.train_supervised(
-                    input=train_path, epoch=epochs, lr=lr, wordNgrams=word_ngrams, dim=dim, seed=seed,
-                    minCount=min_count, bucket=bucket, thread=threads, loss="softmax", verbose=0)
-                if quantize:
-                    model.quantize(input=train_path, retrain=True, thread=threads, verbose=0)
-            except RuntimeError as e:  # "Encountered NaN." when the learning rate is too high for the data
-                raise SkycurateError(f"fastText training failed: {e} (try a lower lr than {lr})") from None
-    model.save_model(str(out))
+        params = {"epoch": epochs, "lr": lr, "wordNgrams": word_ngrams, "dim": dim, "seed": seed,
+                  "minCount": min_count, "bucket": bucket, "thread": threads}
+        error = _train_in_subprocess(train_path, str(out), params, quantize)
+        if error is not None:
+            raise SkycurateError(f"fastText training failed: {error} (try a lower lr than {lr})")
+    model = fasttext.load_model(str(out))
 
     metrics = None
     if valid:
