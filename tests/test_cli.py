@@ -110,20 +110,54 @@ def test_unreadable_store_and_debug_traceback(cli, tmp_path):
 
 @pytest.mark.integration
 def test_installed_command_runs_the_demo_in_a_fresh_process(tmp_path):
-    """What `make demo` does: a new process with its own ephemeral Prefect API and Spark."""
-    exe = Path(sys.executable).parent / "skycurate"
+    """What `make demo` does, in new processes with their own ephemeral Prefect API and Spark."""
+    exe = str(Path(sys.executable).parent / "skycurate")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["SKYCURATE_STORE"] = str(tmp_path / "store")
-    done = subprocess.run([str(exe), "run", "hello"], env=env, capture_output=True, text=True, timeout=300)
+    root = Path(__file__).resolve().parents[1]
+
+    def sky(*args):
+        return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+    sample = sky("sample", "web", "--out", "sample", "--json")
+    assert sample.returncode == 0, sample.stderr[-2000:]
+    assert json.loads(sample.stdout)["records"] > 50
+    trained = sky("quality", "train", "--positive", "sample/quality/positive.jsonl", "--negative",
+                  "sample/quality/negative.jsonl", "--out", "sample/quality/model.bin", "--json")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert json.loads(trained.stdout)["metrics"]["auroc"] > 0.9
+    done = sky("run", "web", "--config", str(root / "examples" / "web-demo.yaml"))
     assert done.returncode == 0, done.stderr[-3000:]
-    clean = tmp_path / "store" / "hello" / "clean" / "v0001"
+    clean = tmp_path / "store" / "web" / "clean" / "v0001"
     assert str(clean) in done.stdout
     assert f"ds.dataset('{clean}')" in done.stdout  # the one-line read example
+    assert "near_dedup" in done.stdout  # the funnel table
 
-    missing = subprocess.run([str(exe), "datasets", "show", "hello/none"], env=env, capture_output=True, text=True)
+    missing = sky("datasets", "show", "web/none")
     assert missing.returncode == 1
-    assert missing.stderr.strip().startswith("error: unknown dataset 'hello/none'")
+    assert missing.stderr.strip().startswith("error: unknown dataset 'web/none'")
     assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "web"], "error: no input: pass --input"),
+    (["run", "web", "--input", "{tmp}/nothing-here"], "error: "),
+    (["run", "web", "--input", "{tmp}", "--quality-model", "{tmp}/no-model.bin"], "error: file not found"),
+    (["run", "web", "--input", "{tmp}", "--dedup-against", "web/clean@v0009"], "error: unknown dataset 'web/clean'"),
+    (["run", "web", "--input", "{tmp}", "--dedup-against", "web/raw@v0001"], "error: config (defaults): 'dedup_against': must name a web/clean version"),
+    (["quality", "train", "--positive", "{tmp}/p.txt", "--negative", "{tmp}/n.txt", "--out", "{tmp}/m.bin"],
+     "error: "),
+])
+def test_web_command_errors(cli, tmp_path, args, message):
+    (tmp_path / "page.html").write_text("<html><body><p>hello</p></body></html>")
+    store = tmp_path / "store"
+    store.mkdir()
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = cli(*args, "--store", str(store)) if args[0] == "run" else cli(*args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.integration

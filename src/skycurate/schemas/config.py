@@ -52,7 +52,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     elif first["type"] == "missing":
         what = f"missing key '{where}'"
     else:
-        what = f"'{where}': {first['msg']}"
+        what = f"'{where}': {first['msg'].removeprefix('Value error, ')}"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"config {source}: {what}{more}"
 

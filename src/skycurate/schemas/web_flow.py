@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from skycurate.schemas.config import FlowConfig
 from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
@@ -30,8 +30,9 @@ class WebConfig(FlowConfig):
     minhash: MinHashConfig = Field(default_factory=MinHashConfig)
     quality_model: QualityModelConfig = Field(default_factory=QualityModelConfig)
 
-    @model_validator(mode="after")
-    def _dedup_against_is_a_clean_version(self) -> "WebConfig":
-        if self.dedup_against is not None and not self.dedup_against.startswith("web/clean"):
-            raise ValueError("dedup_against must name a web/clean version, e.g. web/clean@v0003")
-        return self
+    @field_validator("dedup_against")
+    @classmethod
+    def _a_clean_version(cls, value: str | None) -> str | None:
+        if value is not None and value.partition("@")[0] != "web/clean":
+            raise ValueError("must name a web/clean version, e.g. web/clean@v0003")
+        return value
