@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -102,17 +103,11 @@ def map_batches(df: "DataFrame", fn: BatchFn, output_schema: pa.Schema) -> "Data
     The output of ``fn`` is cast to ``output_schema`` so a stage cannot drift from what it
     declares; ``fn`` must be picklable (a module-level function or a ``functools.partial``).
     """
+    return flat_map_batches(df, partial(_one, fn), output_schema)
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            out = fn(batch)
-            if out.schema != output_schema:
-                out = pa.Table.from_batches([out]).select(output_schema.names).cast(output_schema).combine_chunks()
-                yield from out.to_batches()
-            else:
-                yield out
 
-    return df.mapInArrow(run, spark_schema(output_schema))
+def _one(fn: BatchFn, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    yield fn(batch)
 
 
 def flat_map_batches(df: "DataFrame", fn: Callable[[pa.RecordBatch], Iterator[pa.RecordBatch]],

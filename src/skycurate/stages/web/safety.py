@@ -43,10 +43,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from skycurate.connectors.web_readers import url_domain
 from skycurate.errors import ConfigError
 from skycurate.schemas.web_annotate import SafetyConfig
 from skycurate.stages.accounting import VERDICT_FIELDS, add_verdicts, keep_where_skipped, pending_rows
@@ -127,14 +127,7 @@ class UrlBlocklist:
         return None
 
 
-def _host_of(url: str | None) -> str | None:
-    if not url:
-        return None
-    try:
-        host = urlsplit(url if "//" in url else "//" + url).hostname
-    except ValueError:
-        return None
-    return host.removeprefix("www.") if host else None
+_host_of = url_domain
 
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
