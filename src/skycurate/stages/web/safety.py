@@ -114,7 +114,7 @@ class UrlBlocklist:
 
     def match(self, url: str | None, domain: str | None) -> tuple[str, str] | None:
         """("domain", entry) or ("url", entry) for the first matching entry, else None."""
-        host = domain or _host_of(url)
+        host = domain or url_domain(url)
         if host and self.domains:
             labels = host.lower().rstrip(".").split(".")
             for i in range(len(labels)):
@@ -127,7 +127,6 @@ class UrlBlocklist:
         return None
 
 
-_host_of = url_domain
 
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
