@@ -94,6 +94,7 @@ def extract(store: str, inputs: list[InputFingerprint], reader: ReaderConfig, cf
 @dataset_task(code=CODE_ALL)
 def annotate(store: str, extracted: DatasetRef, lid: LidConfig, signals: QualitySignalsConfig,
              safety: SafetyConfig, files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
+    # ``files`` (blocklists, lid model by content hash) is only there for the cache key.
     catalog = Catalog(store)
     df = pipeline.kept(read_dataset(get_spark(spark), extracted))
     out = pipeline.annotate(df, lid, signals, safety)
@@ -127,10 +128,13 @@ def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: Mi
 @dataset_task(code=CODE_ALL)
 def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: FileFingerprint | None,
              spark: SparkConfig) -> DatasetRef:
-    catalog = Catalog(store)
-    out, threshold = pipeline.classify(pipeline.kept(read_dataset(get_spark(spark), deduped)), cfg)
-    stats = {"quality_threshold": threshold}
-    return catalog.publish(f"{NAMESPACE}/scored", out, [deduped], current_producer(cfg), stats)
+    catalog, session = Catalog(store), get_spark(spark)
+    out, threshold = pipeline.classify(pipeline.kept(read_dataset(session, deduped)), cfg)
+    try:
+        return catalog.publish(f"{NAMESPACE}/scored", out, [deduped], current_producer(cfg),
+                               {"quality_threshold": threshold})
+    finally:
+        pipeline.release(session)
 
 
 @dataset_task(code=["skycurate.reporting", *CODE_ALL])

@@ -173,7 +173,9 @@ def classify(df: "DataFrame", cfg: QualityModelConfig) -> tuple["DataFrame", flo
 
     if cfg.model_path is None:
         return _with_empty_verdicts(df.withColumn("quality_score", F.lit(None).cast("double"))), None
-    scored = QUALITY_SCORE.on_spark(df, cfg)
+    from pyspark import StorageLevel
+
+    scored = QUALITY_SCORE.on_spark(df, cfg).persist(StorageLevel.MEMORY_AND_DISK)  # quantile + write: score once
     threshold = cfg.threshold
     if threshold is None and cfg.top_fraction is not None:
         # A global quantile is an aggregation: nothing but the one number reaches the driver.
