@@ -216,7 +216,8 @@ def quality_train(
     positive: Annotated[list[str], typer.Option(help="Reference-quality texts: .txt (one per line) or .jsonl[.gz].")],
     negative: Annotated[list[str], typer.Option(help="Ordinary crawl texts, same formats.")],
     out: Annotated[str, typer.Option(help="Where to write the fastText model.")],
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data (fastText's tutorial value).")] = 25,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate; lower it if training reports NaN.")] = 0.5,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -225,7 +226,7 @@ def quality_train(
         from skycurate.stages.web.quality_model import train_quality_model
 
         with err.status("training the fastText quality classifier…"):
-            metrics = train_quality_model(positive, negative, out, epochs=epochs)
+            metrics = train_quality_model(positive, negative, out, epochs=epochs, lr=lr)
         if as_json:
             _print_json({"model": out, **metrics})
             return

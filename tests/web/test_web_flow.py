@@ -20,7 +20,7 @@ def sample(tmp_path_factory):
 
     crawl = write_sample_crawl(tmp_path_factory.mktemp("sample"))
     model = crawl.root / "quality.bin"
-    train_quality_model([str(crawl.positives)], [str(crawl.negatives)], str(model), epochs=10)
+    train_quality_model([str(crawl.positives)], [str(crawl.negatives)], str(model))
     return crawl, model
 
 
@@ -28,7 +28,7 @@ def _config(crawl, model, **extra) -> WebConfig:
     return WebConfig.model_validate({
         "inputs": [str(crawl.inputs)],
         "safety": {"url_blocklist": str(crawl.url_blocklist), "keyword_blocklist": str(crawl.keyword_blocklist)},
-        "quality_model": {"model_path": str(model), "threshold": 0.05},
+        "quality_model": {"model_path": str(model), "threshold": 0.2},
         **extra,
     })
 
@@ -134,3 +134,23 @@ def test_incremental_run_does_not_readmit_published_pages(store, sample, tmp_pat
     # The new index is cumulative: last week's pages plus this week's one new page.
     index2 = catalog.open(second["datasets"]["minhash_index"]).to_table()
     assert index2.num_rows == first_clean.num_rows + 1
+
+
+def test_top_fraction_keep_rule_uses_a_global_quantile(spark, sample):
+    from skycurate.samples.web import EN_PARAGRAPHS, ZH_PARAGRAPHS
+    from skycurate.schemas.web_annotate import QualityModelConfig
+    from skycurate.stages.web.pipeline import classify
+
+    crawl, model = sample
+    junk = ["click here free download best price now", "免费 下载 点击 登录 优惠 抽奖", "win now cheap sale login",
+            "best price sale now click", "立即 注册 包邮 最低价", "free login download win", "点击 免费 抽奖", "cheap now here"]
+    texts = EN_PARAGRAPHS[:8] + ZH_PARAGRAPHS[:8] + junk  # 16 good, 8 junk: the median is a good page
+    df = spark.createDataFrame([(f"d{i:02d}", t) for i, t in enumerate(texts)], "id string, text string")
+    out, threshold = classify(df, QualityModelConfig(model_path=str(model), top_fraction=0.5))
+    rows = out.collect()
+    kept = {r.text for r in rows if r.reject_reason is None}
+    assert 0.0 < threshold < 1.0
+    assert len(rows) == len(texts)
+    assert 11 <= len(kept) <= 13  # about the top half, by an approximate quantile
+    assert set(junk).isdisjoint(kept)
+    assert all(r.reject_stage == "quality_classifier" for r in rows if r.reject_reason is not None)

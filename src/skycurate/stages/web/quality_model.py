@@ -140,30 +140,25 @@ def classification_metrics(scores: list[float], labels: list[bool], threshold: f
 
 
 
-def _train_fresh(train_path: str, out: str, params: dict[str, Any], quantize: bool) -> str | None:
-    """Train and save in this (fresh) process; returns fastText's error message, if any."""
-    import fasttext
-
-    try:
-        model = fasttext.train_supervised(input=train_path, loss="softmax", verbose=0, **params)
-        if quantize:
-            model.quantize(input=train_path, retrain=True, thread=params["thread"], verbose=0)
-    except RuntimeError as e:  # "Encountered NaN." when the learning rate is too high for the data
-        return str(e)
-    model.save_model(out)
-    return None
-
-
 def _train_in_subprocess(train_path: str, out: str, params: dict[str, Any], quantize: bool) -> str | None:
-    """fastText 0.9.2 initialises only the first tenth of its input matrix when ``thread`` < 10 and
+    """Train in a fresh Python process; returns fastText's error message, if any.
+
+    fastText 0.9.2 initialises only the first tenth of its input matrix when ``thread`` < 10 and
     leaves the rest as whatever ``malloc`` returns. In a fresh process that memory comes zeroed
     from the kernel; in a long-lived one (a second training, a process that ran Spark) it is
-    reused garbage, giving "Encountered NaN." or a different model with the same seed. A fresh,
-    spawned process per training makes results correct and reproducible."""
-    import multiprocessing
+    reused garbage, giving "Encountered NaN." or a different model with the same seed. A fresh
+    interpreter (not multiprocessing, which would re-import the caller's ``__main__``) per
+    training makes results correct and reproducible.
+    """
+    import subprocess
+    import sys
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_train_fresh, (train_path, out, params, quantize))
+    job = json.dumps({"train_path": train_path, "out": out, "params": params, "quantize": quantize})
+    done = subprocess.run([sys.executable, "-m", "skycurate.stages.web.fasttext_train"], input=job,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SkycurateError(f"fastText training process failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["error"]
 
 
 def train_quality_model(
@@ -171,8 +166,8 @@ def train_quality_model(
     negative: list[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    epochs: int = 5,
-    lr: float = 0.1,
+    epochs: int = 25,
+    lr: float = 0.5,
     word_ngrams: int = 2,
     dim: int = 64,
     seed: int = 0,
