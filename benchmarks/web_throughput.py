@@ -462,7 +462,7 @@ def bench_skycurate_stages(warc_dir: Path, blocklists: tuple[Path, Path], text_o
 def bench_python(install: bool) -> Path:
     """The interpreter of .venv-bench, creating it (and installing datatrove) when missing."""
     py = BENCH_VENV / "bin" / "python"
-    probe = [str(py), "-c", f"import datatrove, spacy, jieba, warcio, cchardet, magic; "
+    probe = [str(py), "-c", f"import datatrove, spacy, jieba, warcio, cchardet, magic, aiohttp; "
                             f"from importlib.metadata import version; assert version('datatrove') == '{DATATROVE_VERSION}'"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return py
