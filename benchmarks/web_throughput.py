@@ -29,10 +29,11 @@ The worker tells which components it could not run, and the table says so.
 REFERENCE.md goals: skycurate >= datatrove end to end; MinHash signatures >= 3x datatrove per core.
 Numbers vary with load (another benchmark running on the 2 cores): read the ratios.
 
-    .venv/bin/python benchmarks/web_throughput.py [--docs 3000] [--quick] [--skip-e2e] [--json FILE]
+    .venv/bin/python benchmarks/web_throughput.py [--docs 5000] [--quick] [--skip-e2e] [--json FILE]
 
 The first run creates ``.venv-bench`` (pip install datatrove[processing]==0.10.1 spacy jieba warcio
-faust-cchardet python-magic orjson zstandard pyarrow aiohttp; ~1 minute); ``--no-install`` forbids that.
+faust-cchardet python-magic orjson zstandard pyarrow aiohttp lxml_html_clean;
+~1 minute); ``--no-install`` forbids that.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ REPO = BENCH_DIR.parent
 BENCH_VENV = REPO / ".venv-bench"
 DATATROVE_VERSION = "0.10.1"
 DT_REQUIREMENTS = [f"datatrove[processing]=={DATATROVE_VERSION}", "spacy", "jieba", "warcio", "faust-cchardet",
-                   "python-magic", "orjson", "zstandard", "pyarrow", "aiohttp"]
+                   "python-magic", "orjson", "zstandard", "pyarrow", "aiohttp", "lxml_html_clean"]
 LID_URL = "https://dl.fbaipublicfiles.com/fasttext/supervised-models/lid.176.bin"  # what datatrove would fetch
 CORES = 2
 
@@ -462,7 +463,7 @@ def bench_skycurate_stages(warc_dir: Path, blocklists: tuple[Path, Path], text_o
 def bench_python(install: bool) -> Path:
     """The interpreter of .venv-bench, creating it (and installing datatrove) when missing."""
     py = BENCH_VENV / "bin" / "python"
-    probe = [str(py), "-c", f"import datatrove, spacy, jieba, warcio, cchardet, magic, aiohttp; "
+    probe = [str(py), "-c", f"import datatrove, spacy, jieba, warcio, cchardet, magic, aiohttp, trafilatura; "
                             f"from importlib.metadata import version; assert version('datatrove') == '{DATATROVE_VERSION}'"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return py
@@ -606,7 +607,9 @@ def _dt_stages(work: Path, warc: Path, text: Path, unavailable: list[str]) -> li
     for name in ("extract", "lid", "url", "gopher_rep", "gopher_q", "c4", "fineweb", "minhash"):
         try:
             step = make(name)
-            run([step], fresh(html_docs[:8] if name in ("extract", "url") else text_docs[:8]))
+            got = run([step], fresh(html_docs[:8] if name in ("extract", "url") else text_docs[:8]))
+            if name == "extract" and got == 0:  # datatrove counts extraction errors and drops the document
+                raise RuntimeError(f"Trafilatura returned no text for any of 8 pages; stats: {step.stats}")
             steps[name] = step
         except Exception as e:  # noqa: BLE001 - report any component that cannot run offline
             unavailable.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
@@ -761,7 +764,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    ap.add_argument("--docs", type=int, default=3000, help="pages to generate (default 3000)")
+    ap.add_argument("--docs", type=int, default=5000, help="pages to generate (default 5000)")
     ap.add_argument("--quick", action="store_true", help="400 pages, for a smoke run")
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--skip-e2e", action="store_true", help="only the per-stage comparison (a, b)")
