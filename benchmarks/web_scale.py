@@ -9,13 +9,15 @@ spammy or short pages; ~2% of domains are on the URL blocklist.
 
 Each size runs the whole ``web_flow`` (Prefect ephemeral API, Spark ``local[2]``) in a fresh subprocess
 and a fresh store. Memory is sampled every ``--interval`` seconds over the subprocess and all its
-descendants (driver Python, the Spark JVM, Spark's Python workers, Prefect's API server), from
-``/proc`` (or psutil when installed): the peak of the sum and each part's own peak are printed.
+descendants (driver Python, the Spark JVM, Spark's Python workers, Prefect's API server), as PSS from
+``/proc/PID/smaps_rollup`` (RSS with shared pages split between the processes sharing them): the peak
+of the sum and each part's own peak are printed.
 Progress lines show each dataset as it is published.
 
 Memory: in ``local`` mode the executors live in the driver JVM, so ``--driver-memory`` is their heap.
 With SparkConfig's default (2g) the 1M run fails (java.lang.OutOfMemoryError while the extract stage
-caches its output, ~45 s in; 100k passes); ``--driver-memory 8g`` is what the 1M figures were taken with.
+caches its output, ~45 s in; 100k passes): give 1M ``--driver-memory 8g``. The JVM then grows towards
+its larger heap, so peak memory depends on the setting as much as on the data.
 
     .venv/bin/python benchmarks/web_scale.py                   # 100k and 1M (1M takes a while)
     .venv/bin/python benchmarks/web_scale.py --quick           # 10k and 100k
@@ -25,6 +27,7 @@ caches its output, ~45 s in; 100k passes); ``--driver-memory 8g`` is what the 1M
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -48,7 +51,6 @@ def write_text_corpus(n: int, folder: Path, rows_per_file: int, seed: int = 11) 
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from web_throughput import SPAM_WORDS, TextSynth
 
     rng = random.Random(seed)
@@ -154,10 +156,24 @@ def _children_map() -> dict[int, list[int]]:
     return kids
 
 
+def _memory(pid: int) -> int:
+    """PSS in bytes (shared pages split between the processes sharing them: Spark's Python workers are
+    forked from one daemon, so summing their RSS would count the shared pages several times); RSS where
+    ``smaps_rollup`` is missing."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _rss_and_kind(pid: int, root: int) -> tuple[int, str] | None:
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        rss = _memory(pid)
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError, IndexError):
@@ -176,24 +192,7 @@ def _rss_and_kind(pid: int, root: int) -> tuple[int, str] | None:
 
 
 def sample_tree(root: int) -> dict[str, int]:
-    """RSS in bytes of ``root`` and all its descendants, summed per kind of process."""
-    try:
-        import psutil  # optional
-
-        out: dict[str, int] = {}
-        procs = [psutil.Process(root)] + psutil.Process(root).children(recursive=True)
-        for p in procs:
-            try:
-                got = _rss_and_kind(p.pid, root)
-            except psutil.Error:
-                continue
-            if got:
-                out[got[1]] = out.get(got[1], 0) + got[0]
-        return out
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - the process ended between calls
-        return {}
+    """Memory (PSS) in bytes of ``root`` and all its descendants, summed per kind of process."""
     kids = _children_map()
     out = {}
     stack = [root]
@@ -230,11 +229,11 @@ class MemoryMonitor(threading.Thread):
                 if name not in seen:
                     seen.add(name)
                     self.published.append((now - self.t0, name))
-                    print(f"  [{now - self.t0:7.1f}s] published {name:<20} rss now {total / 2**30:5.2f} GiB",
+                    print(f"  [{now - self.t0:7.1f}s] published {name:<20} mem now {total / 2**30:5.2f} GiB",
                           flush=True)
                     last_beat = now
             if now - last_beat > 60:
-                print(f"  [{now - self.t0:7.1f}s] running; rss now {total / 2**30:5.2f} GiB, "
+                print(f"  [{now - self.t0:7.1f}s] running; mem now {total / 2**30:5.2f} GiB, "
                       f"peak {self.peak_total / 2**30:5.2f} GiB", flush=True)
                 last_beat = now
 
@@ -286,20 +285,19 @@ def run_size(n: int, base: Path, args) -> dict:
     if args.driver_memory:
         cmd += ["--driver-memory", args.driver_memory]
     print(f"  running the web flow (Spark local[{CORES}], Prefect ephemeral) ...", flush=True)
-    log = open(work / "flow.log", "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     (work / "store").mkdir(parents=True, exist_ok=True)
-    mon = MemoryMonitor(proc.pid, args.interval, work / "store", t0)
-    mon.start()
-    rc = proc.wait()
-    cold = time.perf_counter() - t0
-    mon.stop.set()
-    mon.join()
-    log.close()
+    with open(work / "flow.log", "w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        mon = MemoryMonitor(proc.pid, args.interval, work / "store", t0)
+        mon.start()
+        rc = proc.wait()
+        cold = time.perf_counter() - t0
+        mon.stop.set()
+        mon.join()
     if rc != 0 or not out.exists():
         tail = "\n".join((work / "flow.log").read_text(errors="replace").strip().splitlines()[-20:])
-        print(f"  the web flow FAILED at {n:,} documents (rc {rc}) after {cold:.0f}s, peak RSS "
+        print(f"  the web flow FAILED at {n:,} documents (rc {rc}) after {cold:.0f}s, peak mem "
               f"{mon.peak_total / 2**30:.2f} GiB; log tail:\n{tail}", flush=True)
         if "OutOfMemoryError" in (work / "flow.log").read_text(errors="replace"):
             print("  (the Spark JVM ran out of heap: try a larger --driver-memory, e.g. 8g)", flush=True)
@@ -310,7 +308,7 @@ def run_size(n: int, base: Path, args) -> dict:
     res.update(docs=n, cold_wall_s=cold, gen_s=gen_s, input_bytes=in_bytes, peak_rss=mon.peak_total,
                peak_rss_by_kind=mon.peak_by_kind, published=mon.published)
     print(f"  done: flow {res['wall_s']:.0f}s ({n / res['wall_s']:,.0f} docs/s), kept {res['kept']:,}, "
-          f"peak RSS {mon.peak_total / 2**30:.2f} GiB", flush=True)
+          f"peak mem {mon.peak_total / 2**30:.2f} GiB", flush=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return res
@@ -320,7 +318,7 @@ def print_table(results: list[dict]) -> None:
     kinds = ["driver python", "spark jvm", "spark python workers", "prefect api"]
     print(f"\nweb flow on Parquet text inputs (extraction skipped), Spark local[{CORES}], {os.cpu_count()} cores\n")
     head = (f"{'docs':>10} {'flow s':>8} {'cold s':>8} {'docs/s':>8} {'docs/s/core':>11} {'kept':>10} "
-            f"{'peak RSS GiB':>12} " + " ".join(f"{k.replace('spark ', ''):>14}" for k in kinds))
+            f"{'peak mem GiB':>12} " + " ".join(f"{k.replace('spark ', ''):>14}" for k in kinds))
     print(head)
     print("-" * len(head))
     failed = [r for r in results if "error" in r]
@@ -330,16 +328,16 @@ def print_table(results: list[dict]) -> None:
         print(f"{r['docs']:>10,} {r['wall_s']:>8.1f} {r['cold_wall_s']:>8.1f} {r['docs'] / r['wall_s']:>8,.0f} "
               f"{r['docs'] / r['wall_s'] / CORES:>11,.0f} {r['kept']:>10,} {r['peak_rss'] / 2**30:>12.2f} "
               + " ".join(f"{by.get(k, 0) / 2**30:>14.2f}" for k in kinds))
-    print("(flow s: the web_flow call, Spark already started; cold s: the whole subprocess; peak RSS: the peak of "
-          "the sum over the process tree; per-part columns are each part's own peak, in GiB)")
-    for a, b in zip(results, results[1:]):
+    print("(flow s: the web_flow call, Spark already started; cold s: the whole subprocess; peak mem: the peak of "
+          "the summed PSS over the process tree; per-part columns are each part's own peak, in GiB)")
+    for a, b in itertools.pairwise(results):
         growth = b["wall_s"] / a["wall_s"]
         size = b["docs"] / a["docs"]
         print(f"time({b['docs']:,}) / time({a['docs']:,}) = {growth:.2f} for {size:.0f}x the documents "
               f"(linear = {size:.0f}; per-document time x{growth / size:.2f}); marginal "
               f"{(b['docs'] - a['docs']) / (b['wall_s'] - a['wall_s']):,.0f} docs/s between the two sizes")
     for r in failed:
-        print(f"{r['docs']:,}: FAILED ({r['error']}, peak RSS {r['peak_rss'] / 2**30:.2f} GiB); see the log above")
+        print(f"{r['docs']:,}: FAILED ({r['error']}, peak mem {r['peak_rss'] / 2**30:.2f} GiB); see the log above")
     for r in results:
         stages = ", ".join(f"{name.split('/')[1]} {t:.0f}s" for t, name in r["published"])
         print(f"{r['docs']:,}: published at {stages}")
@@ -355,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="spark.driver.memory (local mode: the executors live in the driver JVM); default: SparkConfig's")
     ap.add_argument("--rows-per-file", type=int, default=None,
                     help="documents per input Parquet file (default: n/8, at most 50000; one read task per file)")
-    ap.add_argument("--interval", type=float, default=0.5, help="memory sampling interval, seconds")
+    ap.add_argument("--interval", type=float, default=2.0,
+                    help="memory sampling interval, seconds (default 2; one sample reads smaps_rollup, ~0.1 s of CPU)")
     ap.add_argument("--keep", metavar="DIR", help="work here and keep inputs, stores and logs")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--_flow-worker", action="store_true", help=argparse.SUPPRESS)

@@ -69,7 +69,7 @@ CORES = 2
 EN_STOP = set("""a an the of and or in on at to for from by with as is are was were be been it its this that these
 those which who whom whose than then there their they them he she his her we our you your not no but so if
 because while after before when where how what why into over under more most less many much some any all each
-other such can could will would may might must should do does did have has had only also very just about""".split())
+other such can could will would may might must should do does did have has had only also very just about""".split())  # noqa: SIM905
 
 EN_EXTRA_WORDS = """river mountain valley harbour market village bridge tower garden forest island desert canal
 engine signal network protein enzyme crystal mineral orbit planet comet galaxy library archive museum theatre
@@ -77,9 +77,9 @@ festival season harvest climate monsoon glacier delta estuary reef lagoon platea
 merchant scholar engineer farmer sailor painter composer chemist surgeon teacher student reader writer
 measure record compare explain describe observe collect improve reduce increase protect produce travel
 ancient modern northern southern eastern western coastal rural urban public private central regional
-gradual sudden careful narrow broad heavy light bright quiet steady rapid gentle famous remarkable""".split()
+gradual sudden careful narrow broad heavy light bright quiet steady rapid gentle famous remarkable""".split()  # noqa: SIM905
 
-ZH_EXTRA = ("研究 发展 地区 城市 技术 历史 文化 经济 社会 自然 科学 工程 人们 时期 方法 材料 过程 结构 系统 环境 "
+ZH_EXTRA = ("研究 发展 地区 城市 技术 历史 文化 经济 社会 自然 科学 工程 人们 时期 方法 材料 过程 结构 系统 环境 "  # noqa: SIM905
             "资源 交通 农业 工业 教育 医学 天文 地理 河流 山脉 湖泊 海洋 气候 森林 动物 植物 建筑 艺术 音乐 文学").split()
 
 SECTIONS = {"en": ["Science", "History", "Travel", "Technology", "Nature", "Culture", "Engineering", "Health"],
@@ -420,9 +420,8 @@ def bench_skycurate_stages(warc_dir: Path, blocklists: tuple[Path, Path], text_o
     # The text every later per-stage row works on (both sides); extraction rejects are skipped by later stages.
     with open(text_out, "w", encoding="utf-8") as f:
         for b in extracted:
-            for r in b.select(["id", "url", "text", REJECT_REASON]).to_pylist():
-                f.write(json.dumps({"id": r["id"], "url": r["url"], "text": r["text"] or "",
-                                    "empty": r[REJECT_REASON] is not None}, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps({"id": r["id"], "url": r["url"], "text": r["text"] or "",
+                                    "empty": r[REJECT_REASON] is not None}, ensure_ascii=False) + "\n" for r in b.select(["id", "url", "text", REJECT_REASON]).to_pylist())
 
     with Timer() as t:
         lidded = [LID(b, lid) for b in extracted]
@@ -463,9 +462,9 @@ def bench_skycurate_stages(warc_dir: Path, blocklists: tuple[Path, Path], text_o
 def bench_python(install: bool) -> Path:
     """The interpreter of .venv-bench, creating it (and installing datatrove) when missing."""
     py = BENCH_VENV / "bin" / "python"
-    probe = [str(py), "-c", f"import datatrove, spacy, jieba, warcio, cchardet, magic, aiohttp, trafilatura; "
-                            f"from importlib.metadata import version; assert version('datatrove') == '{DATATROVE_VERSION}'"]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+    probe = [str(py), "-c", (f"import datatrove, spacy, jieba, warcio, cchardet, magic, aiohttp, trafilatura; "
+                             f"from importlib.metadata import version; assert version('datatrove') == '{DATATROVE_VERSION}'")]
+    if py.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return py
     if not install:
         raise SystemExit(f"{BENCH_VENV} lacks datatrove {DATATROVE_VERSION}; run without --no-install to create it")
@@ -497,7 +496,7 @@ def run_datatrove(py: Path, mode: str, work: Path, lid: Path, timeout: float, **
     cmd = [str(py), str(Path(__file__).resolve()), "--_datatrove-worker", mode, "--_work", str(work), "--_lid", str(lid),
            "--_out", str(out)] + [x for k, v in kw.items() for x in (f"--_{k}", str(v))]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     cold = time.perf_counter() - t0
     if proc.returncode != 0 or not out.exists():
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -546,12 +545,17 @@ def _dt_worker(args) -> None:  # runs in .venv-bench
 def _dt_components():
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
     from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter, LanguageFilter, URLFilter)
-    return dict(MinhashConfig=MinhashConfig, MinhashDedupSignature=MinhashDedupSignature, Trafilatura=Trafilatura,
-                C4QualityFilter=C4QualityFilter, FineWebQualityFilter=FineWebQualityFilter,
-                GopherQualityFilter=GopherQualityFilter, GopherRepetitionFilter=GopherRepetitionFilter,
-                LanguageFilter=LanguageFilter, URLFilter=URLFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LanguageFilter,
+        URLFilter,
+    )
+    return {c.__name__: c for c in (MinhashConfig, MinhashDedupSignature, Trafilatura, C4QualityFilter,
+                                    FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, LanguageFilter,
+                                    URLFilter)}
 
 
 def _dt_stages(work: Path, warc: Path, text: Path, unavailable: list[str]) -> list[dict]:
@@ -598,7 +602,8 @@ def _dt_stages(work: Path, warc: Path, text: Path, unavailable: list[str]) -> li
     n = len(html_docs)
     html_bytes = sum(len(d.text.encode("utf-8")) for d in html_docs)
     rows = [_row("read WARC", n, html_bytes, t)]
-    texts = [json.loads(line) for line in open(text, encoding="utf-8")]
+    with open(text, encoding="utf-8") as f:
+        texts = [json.loads(line) for line in f]
     text_docs = [Document(text=r["text"], id=r["id"], metadata={"url": r["url"]}) for r in texts if not r["empty"]]
 
     # One instance per component, warmed up on a few documents (model and URL lists loaded, spaCy/jieba
@@ -642,7 +647,11 @@ def _dt_stages(work: Path, warc: Path, text: Path, unavailable: list[str]) -> li
 
 def _dt_e2e(work: Path, warc: Path, tasks: int) -> dict:
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup.minhash import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter)
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+    )
     from datatrove.pipeline.readers import JsonlReader, WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
@@ -694,7 +703,7 @@ def run_skycurate_flow(warc_dir: Path, work: Path, blocklists: tuple[Path, Path]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_sky-flow", str(warc_dir), "--_work", str(work),
            "--_out", str(out), "--_blocklists", f"{blocklists[0]},{blocklists[1]}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     cold = time.perf_counter() - t0
     if proc.returncode != 0 or not out.exists():
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -752,7 +761,7 @@ def print_stage_table(sky: list[dict], dt: list[dict] | None) -> None:
         dd, dm = _rate(d["docs"], d["html_bytes"], d["cpu_s"]) if d else (None, None)
         ratio = f"{sd / dd:6.1f}x" if s and d else "      -"
         kept = f"{s['kept'] if s and s['kept'] is not None else '-'}/{d['kept'] if d and d['kept'] is not None else '-'}"
-        fmt = lambda v, w, p: f"{v:>{w}.{p}f}" if v is not None else f"{'-':>{w}}"  # noqa: E731
+        fmt = lambda v, w, p: f"{v:>{w}.{p}f}" if v is not None else f"{'-':>{w}}"
         print(f"{name:<26} {fmt(sd, 10, 1)} {fmt(sm, 9, 2)} {fmt(dd, 10, 1)} {fmt(dm, 8, 2)} {ratio}  {kept:>12}")
     notes = [(r["stage"], "sky", r["note"]) for r in sky if r["note"]] + \
             [(r["stage"], "dt", r["note"]) for r in (dt or []) if r["note"]]
