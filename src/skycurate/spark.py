@@ -41,6 +41,7 @@ def _session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),
         "spark.sql.parquet.compression.codec": "zstd",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
@@ -74,6 +75,10 @@ def get_spark(cfg: SparkConfig | None = None) -> "SparkSession":
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if _is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if master.startswith("local"):
+        # The JVM started below inherits this: glibc's default of 8 malloc arenas per core let the
+        # local JVM's resident memory grow far past its heap on long runs.
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
 
     builder = SparkSession.builder.master(master)
     for key, value in _session_conf(cfg, master).items():

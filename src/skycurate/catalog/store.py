@@ -28,8 +28,9 @@ import hashlib
 import os
 import posixpath
 import re
+import contextlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import fsspec
@@ -43,7 +44,7 @@ from pydantic import BaseModel, Field
 from skycurate.catalog.manifest import MANIFEST_FILE, Attachment, Manifest, Parent, Producer, schema_to_json
 from skycurate.catalog.refs import LATEST, DatasetRef, check_name, parse_ref, version_label, version_number
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
-                                      write_into)
+                                       spark_url, write_into)
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
 
 STORE_ENV = "SKYCURATE_STORE"
@@ -311,6 +312,25 @@ class Catalog:
             self.fs.makedirs(self.root, exist_ok=True)
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"cannot write to store {self.url}: {e}") from None
+
+    SCRATCH_DIR = "_scratch"
+
+    @contextlib.contextmanager
+    def scratch(self, purpose: str) -> Iterator[str]:
+        """A private folder under ``<store>/_scratch`` for a job's intermediate Parquet, as a Spark URL.
+
+        Lets a job write one pass once and publish several datasets from it without caching the
+        pass in executor memory; the folder is removed on exit, and it is never a dataset.
+        """
+        check_name(f"scratch/{purpose}")
+        path = self._path(self.SCRATCH_DIR, f"{purpose}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.fs.makedirs(path, exist_ok=True)
+        try:
+            yield spark_url(self.fs, path)
+        finally:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+            self._remove_if_empty(self._path(self.SCRATCH_DIR))
 
     def publish(self, name: str, data: Any, parents: Iterable[Any] = (), producer: Producer | dict | None = None,
                 stats: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None, *, schema: pa.Schema | None = None,

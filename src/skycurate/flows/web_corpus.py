@@ -81,14 +81,13 @@ CODE_ALL = ["skycurate.stages.web", "skycurate.stages.base", "skycurate.stages.a
 def extract(store: str, inputs: list[InputFingerprint], reader: ReaderConfig, cfg: ExtractConfig,
             spark: SparkConfig) -> dict[str, DatasetRef]:
     catalog, producer, session = Catalog(store), current_producer(cfg), get_spark(spark)
-    docs, quarantine = pipeline.read_and_extract(session, [i.model_dump() for i in inputs], reader, cfg)
     # Inputs are pinned by size and mtime (stated in the uri field), not by a hash of the whole crawl.
     parents = [Parent(name=i.label, uri=f"{i.path}#size={i.size}&mtime_ns={i.mtime_ns}") for i in inputs]
-    try:
+    with catalog.scratch("extract") as scratch:
+        docs, quarantine = pipeline.read_and_extract(session, [i.model_dump() for i in inputs], reader, cfg,
+                                                     scratch)
         return {"quarantine": catalog.publish(f"{NAMESPACE}/quarantine", quarantine, parents, producer),
                 "extracted": catalog.publish(f"{NAMESPACE}/extracted", docs, parents, producer)}
-    finally:
-        pipeline.release(session)
 
 
 @dataset_task(code=CODE_ALL)

@@ -28,6 +28,10 @@ class SparkConfig(StrictModel):
     master: str | None = None
     app_name: str = "skycurate"
     driver_memory: str = "2g"
+    arrow_batch_rows: int = Field(
+        default=1000, ge=1,
+        description="spark.sql.execution.arrow.maxRecordsPerBatch: rows per batch handed to Python stages; "
+                    "Spark's 10,000 holds tens of MB of page text per batch per task")
     shuffle_partitions: int | None = Field(
         default=None, description="spark.sql.shuffle.partitions; None = 2 x cores in local mode, Spark's default otherwise")
     ui: bool = False

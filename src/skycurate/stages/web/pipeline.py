@@ -83,12 +83,13 @@ def _read_and_extract_files(batch: pa.RecordBatch, reader: ReaderConfig, cfg: Ex
 
 
 def read_and_extract(spark: "SparkSession", inputs: list[dict[str, Any]], reader: ReaderConfig,
-                     cfg: ExtractConfig) -> tuple["DataFrame", "DataFrame"]:
+                     cfg: ExtractConfig, scratch: str) -> tuple["DataFrame", "DataFrame"]:
     """(documents, quarantine): input files are read and extracted in parallel, one task per file.
 
-    The result is cached: both outputs come from one pass over the crawl.
+    Both outputs come from one pass over the crawl, written once to ``scratch`` (a Spark URL the
+    caller owns and removes after publishing): caching the pass instead held the whole extracted
+    corpus in executor memory, which does not stay bounded at a million pages.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from skycurate.spark import flat_map_batches
@@ -97,7 +98,8 @@ def read_and_extract(spark: "SparkSession", inputs: list[dict[str, Any]], reader
                                   "path string, label string, kind string, size long")
     files = files.repartition(max(1, len(inputs)))
     records = flat_map_batches(files, partial(_read_and_extract_files, reader=reader, cfg=cfg), _extracted_schema())
-    records = records.persist(StorageLevel.MEMORY_AND_DISK)
+    records.write.mode("overwrite").option("compression", "zstd").parquet(scratch)
+    records = spark.read.parquet(scratch)
     quarantine = records.filter(F.col("quarantine_reason").isNotNull()).select(*QUARANTINE_SCHEMA.names)
     docs = records.filter(F.col("quarantine_reason").isNull()).drop("quarantine_reason")
     return docs, quarantine
