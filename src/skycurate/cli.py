@@ -105,7 +105,7 @@ def version() -> None:
 # ---- run ---------------------------------------------------------------------------------
 
 def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, force: bool, as_json: bool,
-              debug: bool) -> None:
+              debug: bool, report: Any = None, json_extra: tuple[str, ...] = ()) -> None:
     from skycurate.catalog import Catalog
 
     for name in ("prefect.flow_runs", "prefect.task_runs"):
@@ -122,7 +122,8 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
         m = catalog.manifest(ref)
         datasets[key] = {"ref": ref.label, "uri": ref.uri, "num_rows": m.num_rows, "num_bytes": m.num_bytes}
     if as_json:
-        _print_json({"flow": flow_name, "store": catalog.url, "datasets": datasets, "funnel": result["funnel"]})
+        _print_json({"flow": flow_name, "store": catalog.url, "datasets": datasets, "funnel": result["funnel"],
+                     **{k: result[k] for k in json_extra if k in result}})
         return
     table = Table(title=f"{flow_name}: published datasets")
     for col in ("dataset", "rows", "size", "path"):
@@ -131,7 +132,10 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
     for d in datasets.values():
         table.add_row(d["ref"], f"{d['num_rows']:,}", _human_bytes(d["num_bytes"]), d["uri"])
     stdout.print(table)
-    stdout.print(_funnel_table(result["funnel"]))
+    if result["funnel"]:
+        stdout.print(_funnel_table(result["funnel"]))
+    if report is not None:
+        report(result)
     main = next(iter(d for k, d in datasets.items() if k in ("clean", "main")), next(iter(datasets.values())))
     stdout.print("Read it (no skycurate needed):")
     stdout.print(f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{main['uri']}').to_table())\"")
@@ -209,6 +213,209 @@ def run_web(
         if cfg.dedup_against:
             catalog.resolve(cfg.dedup_against)
         _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+
+
+BenchmarkOpt = Annotated[Optional[list[str]], typer.Option(
+    "--benchmark", "-b", help="NAME=PATH: a folder of train/test/reference files (.jsonl[.gz]/.parquet) or one "
+                              "file taken as test (repeatable).")]
+BenchmarksFileOpt = Annotated[Optional[str], typer.Option(
+    "--benchmarks", help="YAML list of benchmarks (name, path, text_field or template, id_field).")]
+
+
+def _benchmark_overrides(benchmark: list[str] | None, benchmarks_file: str | None) -> list[dict] | None:
+    from skycurate.schemas.leakage import load_benchmark_specs, parse_benchmark_arg
+
+    specs = [parse_benchmark_arg(b) for b in benchmark or []]
+    if benchmarks_file:
+        specs += load_benchmark_specs(benchmarks_file)
+    return [s.model_dump() for s in specs] or None
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str] | None:
+    out = {}
+    for v in values or []:
+        k, sep, val = v.partition("=")
+        if not sep or not k or not val:
+            raise SkycurateError(f"{what} {v!r}: expected NAME=VALUE")
+        out[k] = val
+    return out or None
+
+
+def _fmt(x: Any, sign: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.3f}" if sign else f"{x:.3f}"
+
+
+@run_app.command("decontaminate")
+def run_decontaminate(
+    corpus: Annotated[Optional[str], typer.Option(help="Corpus dataset, e.g. web/clean@latest.")] = None,
+    benchmark: BenchmarkOpt = None,
+    benchmarks: BenchmarksFileOpt = None,
+    mode: Annotated[Optional[str], typer.Option(help="gpt3 (cut 200 chars around matches) or drop_document.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="n-gram length in words (Han characters count one).")] = None,
+    output: Annotated[Optional[str], typer.Option(help="Name of the cleaned corpus dataset.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Remove benchmark text from a corpus (n-gram overlap on Spark); list what matched."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.leakage_flows import DecontaminateFlowConfig
+
+        cfg = load_config(DecontaminateFlowConfig, config, {
+            "corpus": corpus, "benchmarks": _benchmark_overrides(benchmark, benchmarks), "output": output,
+            "decontaminate.mode": mode, "decontaminate.n": n})
+        if not cfg.corpus:
+            raise SkycurateError("no corpus: pass --corpus NS/NAME[@VERSION] (e.g. web/clean@latest)")
+        if not cfg.benchmarks:
+            raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
+        from skycurate.connectors.benchmarks import load_benchmark
+
+        for spec in cfg.benchmarks:  # bad files fail here, before Spark and Prefect start
+            load_benchmark(spec, cfg.decontaminate.splits)
+        catalog = _catalog(store)
+        catalog.ensure_writable()
+        catalog.resolve(cfg.corpus)
+        from skycurate.flows.decontaminate import decontaminate_flow
+
+        def report(result: dict) -> None:
+            t = Table(title="contamination per benchmark")
+            for col in ("benchmark", "items", "contaminated", "% items", "docs touched", "% corpus",
+                        "docs dropped", "chars removed"):
+                t.add_column(col, justify="left" if col == "benchmark" else "right")
+            for r in result["summary"]:
+                t.add_row(r["benchmark"], f"{r['items']:,}", f"{r['items_contaminated']:,}",
+                          f"{r['pct_items_contaminated']:.2f}", f"{r['docs_touched']:,}",
+                          f"{r['pct_docs_touched']:.3f}", f"{r['docs_rejected']:,}", f"{r['chars_removed']:,}")
+            stdout.print(t)
+
+        _run_flow("decontaminate", decontaminate_flow, store=store, config=cfg, force=force, as_json=as_json,
+                  debug=debug, report=report, json_extra=("summary",))
+
+
+def audit_table(summaries: list[dict]) -> Table:
+    from skycurate.flows.leakage_audit import report_rows
+
+    t = Table(title="leakage audit (Skywork-13B Table 8 layout): mean token loss in nats; "
+                    "D1 = L_test - L_ref, D2 = L_test - L_train, 95% bootstrap CIs")
+    for col in ("model", "benchmark", "L_test", "L_train", "L_ref", "D1", "D1 CI", "D2", "D2 CI", "AUROC", "flag"):
+        t.add_column(col, justify="left" if col in ("model", "benchmark", "flag") else "right", no_wrap=True)
+    for r in report_rows(summaries):
+        flags = [("TEST LEAK" if "test split" in f else "TRAINED ON TRAIN") for f in r["flags"]]
+        t.add_row(r["model"], r["benchmark"], _fmt(r["L_test"]), _fmt(r["L_train"]), _fmt(r["L_ref"]),
+                  _fmt(r["delta1"], True), f"{_fmt(r['delta1_ci'][0], True)}..{_fmt(r['delta1_ci'][1], True)}",
+                  _fmt(r["delta2"], True), f"{_fmt(r['delta2_ci'][0], True)}..{_fmt(r['delta2_ci'][1], True)}",
+                  _fmt(r["auroc_min_k"]), "[bold red]" + ", ".join(flags) + "[/]" if flags else "no")
+    t.caption = "AUROC: Min-K% Prob separating test from reference items (0.5 = no signal)"
+    return t
+
+
+@run_app.command("leakage-audit")
+def run_leakage_audit(
+    model: Annotated[Optional[str], typer.Option(help="Local folder of a causal LM (save_pretrained layout).")] = None,
+    benchmark: BenchmarkOpt = None,
+    benchmarks: BenchmarksFileOpt = None,
+    reference: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=DATASET: a reference split built by leakage-reference (repeatable).")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="transformers or vllm.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Texts per forward pass.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=2, help="Truncate texts to this many tokens.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Audit a model for benchmark leakage: L_train / L_test / L_ref, Delta1, Delta2, Min-K%."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.leakage_flows import LeakageAuditFlowConfig
+
+        cfg = load_config(LeakageAuditFlowConfig, config, {
+            "model": model, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
+            "references": _pairs(reference, "--reference"), "audit.engine": engine, "audit.device": device,
+            "audit.batch_size": batch_size, "audit.max_tokens": max_tokens})
+        if not cfg.model:
+            raise SkycurateError("no model: pass --model DIR (a local folder)")
+        if not os.path.isdir(cfg.model):
+            raise SkycurateError(f"model folder not found: {cfg.model}")
+        if not os.path.isfile(os.path.join(cfg.model, "config.json")):
+            raise SkycurateError(f"{cfg.model} is not a model folder (no config.json; save it with save_pretrained)")
+        if not cfg.benchmarks:
+            raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
+        from skycurate.connectors.benchmarks import load_benchmark
+
+        for spec in cfg.benchmarks:  # bad files and missing splits fail here, before Prefect starts
+            have = set(load_benchmark(spec)) | ({"reference"} if spec.name in cfg.references else set())
+            missing = [s for s in ("train", "test", "reference") if s not in have]
+            if missing:
+                raise SkycurateError(
+                    f"benchmark {spec.name}: the audit needs train, test and reference splits; {spec.path} has no "
+                    f"{'/'.join(missing)}" + (" (build a reference with `skycurate run leakage-reference`)"
+                                              if "reference" in missing else ""))
+        catalog = _catalog(store)
+        catalog.ensure_writable()
+        for ref in cfg.references.values():
+            catalog.resolve(ref)
+        from skycurate.flows.leakage_audit import leakage_audit_flow
+
+        def report(result: dict) -> None:
+            stdout.print(audit_table(result["summaries"]))
+            for s in result["summaries"]:
+                for reason in s["flags"]["reasons"]:
+                    stdout.print(f"[bold red]flag[/] {s['benchmark']}: {reason}")
+            ref = result["datasets"]["audit"]
+            stdout.print(f"loss distributions: {ref.uri}/_losses.png")
+
+        _run_flow("leakage-audit", leakage_audit_flow, store=store, config=cfg, force=force, as_json=as_json,
+                  debug=debug, report=report, json_extra=("summaries",))
+
+
+@run_app.command("leakage-reference")
+def run_leakage_reference(
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", "-b", help="NAME=PATH of the benchmark.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Local model folder (transformers) or served model name.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="transformers or openai (an OpenAI-compatible endpoint).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="Endpoint of the openai engine, e.g. http://127.0.0.1:8000/v1.")] = None,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Reference items wanted.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Build a fresh reference split in a benchmark's style (no n-gram overlap with the benchmark)."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.leakage import parse_benchmark_arg
+        from skycurate.schemas.leakage_flows import LeakageReferenceFlowConfig
+
+        cfg = load_config(LeakageReferenceFlowConfig, config, {
+            "benchmark": parse_benchmark_arg(benchmark).model_dump() if benchmark else None,
+            "reference.model": model, "reference.engine": engine, "reference.base_url": base_url,
+            "reference.samples": samples})
+        if cfg.benchmark is None:
+            raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
+        from skycurate.connectors.benchmarks import load_benchmark
+
+        load_benchmark(cfg.benchmark)
+        _catalog(store).ensure_writable()
+        from skycurate.flows.leakage_reference import leakage_reference_flow
+
+        def report(result: dict) -> None:
+            s = result["stats"]
+            stdout.print(f"{s['accepted']} of {s['wanted']} reference items accepted after {s['prompts_sent']} "
+                         f"prompts; rejected: {s['rejected_by_reason'] or 'none'}")
+            stdout.print(f"use it: skycurate run leakage-audit --benchmark {cfg.benchmark.name}=... "
+                         f"--reference {cfg.benchmark.name}={result['datasets']['reference'].label}")
+
+        _run_flow("leakage-reference", leakage_reference_flow, store=store, config=cfg, force=force,
+                  as_json=as_json, debug=debug, report=report, json_extra=("stats",))
 
 
 @quality_app.command("train")

@@ -43,3 +43,59 @@ def funnel_chart_png(funnel: list[dict], title: str) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+SPLIT_COLORS = {"train": "#4C72B0", "test": "#C44E52", "reference": "#55A868"}
+
+
+def loss_distributions_png(rows: list[dict], summaries: list[dict], title: str) -> bytes:
+    """Per-sample mean token loss of the train / test / reference splits, one panel per benchmark.
+
+    ``rows``: dicts with ``benchmark``, ``split``, ``loss_mean``; ``summaries``: ``AuditSummary.to_dict()``
+    of each benchmark (its split losses are drawn as dashed lines, Delta1/Delta2 in the panel title).
+    A leaked test split shows up as the red histogram sitting left of the green one.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    benches = sorted({r["benchmark"] for r in rows})
+    fig, axes = plt.subplots(len(benches) or 1, 1, figsize=(7, 2.8 * max(1, len(benches))), squeeze=False)
+    by_bench = {s["benchmark"]: s for s in summaries}
+    for ax, bench in zip(axes[:, 0], benches):
+        values = {split: np.array([r["loss_mean"] for r in rows if r["benchmark"] == bench and r["split"] == split
+                                   and r["loss_mean"] is not None]) for split in SPLIT_COLORS}
+        present = [v for v in values.values() if v.size]
+        if not present:
+            continue
+        lo, hi = min(float(v.min()) for v in present), max(float(v.max()) for v in present)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 30)
+        summary = by_bench.get(bench, {})
+        for split, v in values.items():
+            if not v.size:
+                continue
+            ax.hist(v, bins=bins, alpha=0.45, color=SPLIT_COLORS[split], label=f"{split} (n={v.size})")
+            split_loss = (summary.get("splits") or {}).get(split)
+            if split_loss and split_loss.get("loss") is not None:
+                ax.axvline(split_loss["loss"], color=SPLIT_COLORS[split], ls="--", lw=1.2)
+        d1, d2 = summary.get("delta1"), summary.get("delta2")
+        parts = [bench]
+        if d1 and d1.get("value") is not None:
+            parts.append(f"Δ1 = L_test − L_ref = {d1['value']:+.3f}")
+        if d2 and d2.get("value") is not None:
+            parts.append(f"Δ2 = L_test − L_train = {d2['value']:+.3f}")
+        flags = summary.get("flags") or {}
+        if flags.get("test_leakage") or flags.get("train_split_training"):
+            parts.append("FLAGGED")
+        ax.set_title("   ".join(parts), fontsize=9)
+        ax.set_xlabel("mean token loss per item (nats)")
+        ax.set_ylabel("items")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

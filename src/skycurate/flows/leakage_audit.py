@@ -1,0 +1,185 @@
+"""Model leakage audit flow: score a model on each benchmark's train / test / reference splits.
+
+One dataset task per run: load the benchmarks, score every item with the engine (batched,
+length-sorted), publish ``leakage/audit`` (one row per item, the Skywork-13B L / Delta summary
+with bootstrap CIs, membership AUROCs and flags in the manifest, the loss-distribution plot next
+to it). The cache key holds the model folder's fingerprint, the benchmark files' hashes and the
+audit config, so a rerun with nothing changed scores nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import flow
+from pydantic import BaseModel
+
+from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.errors import SkycurateError
+from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
+from skycurate.schemas.leakage import BenchmarkSpec
+from skycurate.schemas.leakage_audit import REFERENCE, SPLITS, AuditConfig
+from skycurate.schemas.leakage_flows import LeakageAuditFlowConfig
+
+NAMESPACE = "leakage"
+
+
+class FileHash(BaseModel):
+    path: str
+    sha256: str
+
+
+class ModelFingerprint(BaseModel):
+    """A model folder, pinned by the names, sizes and mtimes of its files and the hash of its config.
+
+    Hashing multi-GB weights on every run would cost more than scoring a small benchmark.
+    """
+
+    path: str
+    files: list[tuple[str, int, int]]
+    config_sha256: str | None
+
+
+def fingerprint_model(path: str) -> ModelFingerprint:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SkycurateError(f"model folder not found: {path}")
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    config = folder / "config.json"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
+    return ModelFingerprint(path=str(folder.resolve()), files=files, config_sha256=digest)
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def benchmark_fingerprints(specs: list[BenchmarkSpec]) -> dict[str, dict[str, list[FileHash]]]:
+    """benchmark -> split -> files with their sha256 (cache key and lineage)."""
+    from skycurate.connectors.benchmarks import benchmark_files
+
+    return {s.name: {split: [FileHash(path=str(p.resolve()), sha256=hash_file(p)) for p in paths]
+                     for split, paths in benchmark_files(s).items()} for s in specs}
+
+
+def benchmark_parents(files: dict[str, dict[str, list[FileHash]]]) -> list[Parent]:
+    return [Parent(name=f"benchmark:{bench}/{split}", uri=f"{f.path}#sha256={f.sha256}")
+            for bench, splits in files.items() for split, fs in splits.items() for f in fs]
+
+
+def _reference_items(catalog: Catalog, ref: DatasetRef) -> list[tuple[str, str]]:
+    table = catalog.open(ref).to_table(columns=["item_id", "text"])
+    return list(zip(table["item_id"].to_pylist(), table["text"].to_pylist(), strict=True))
+
+
+@dataset_task(code=["skycurate.stages.leakage", "skycurate.connectors.llm", "skycurate.connectors.benchmarks",
+                    "skycurate.reporting"])
+def audit(store: str, model: ModelFingerprint, model_label: str, benchmarks: list[BenchmarkSpec],
+          files: dict[str, dict[str, list[FileHash]]], references: dict[str, DatasetRef], cfg: AuditConfig) -> DatasetRef:
+    from skycurate.connectors.benchmarks import load_benchmark
+    from skycurate.connectors.llm import open_scorer
+    from skycurate.reporting import loss_distributions_png
+    from skycurate.stages.leakage.membership import score_benchmark, summarize_all
+
+    catalog = Catalog(store)
+    scorer = open_scorer(model.path, cfg)
+    tables = []
+    for spec in benchmarks:
+        splits = load_benchmark(spec)
+        items = {split: list(zip(t["item_id"].to_pylist(), t["text"].to_pylist(), strict=True))
+                 for split, t in splits.items() if split in SPLITS}
+        if spec.name in references:
+            items[REFERENCE] = _reference_items(catalog, references[spec.name])
+        missing = [s for s in SPLITS if s not in items]
+        if missing:
+            raise SkycurateError(f"benchmark {spec.name}: the audit needs train, test and reference splits; "
+                                 f"{spec.path} has no {'/'.join(missing)}"
+                                 + (" (build one with `skycurate run leakage-reference`)" if REFERENCE in missing else ""))
+        tables.append(score_benchmark(scorer, spec.name, items, cfg, model=model_label))
+    table = pa.concat_tables(tables)
+    summaries = [s.to_dict() for s in summarize_all(table, cfg)]
+    rows = table.select(["benchmark", "split", "loss_mean"]).to_pylist()
+    chart = loss_distributions_png(rows, summaries, f"leakage audit: {model_label}")
+    parents = [Parent(name=f"model:{model_label}", uri=f"{model.path}#config_sha256={model.config_sha256}"),
+               *benchmark_parents(files), *references.values()]
+    stats = {"model": model_label, "engine": cfg.engine, "summaries": summaries,
+             "truncated": int(sum(table["truncated"].to_pylist())),
+             "flagged": [s["benchmark"] for s in summaries
+                         if s["flags"]["test_leakage"] or s["flags"]["train_split_training"]]}
+    return catalog.publish(f"{NAMESPACE}/audit", table, parents, current_producer(cfg), stats,
+                           attachments={"_losses.png": chart})
+
+
+@flow(name="leakage-audit")
+def leakage_audit_flow(store: str | None = None, config: LeakageAuditFlowConfig = LeakageAuditFlowConfig(),
+                       force: bool = False) -> dict[str, Any]:
+    """Skywork-13B leakage audit: L_train / L_test / L_ref, Delta1 and Delta2 with CIs, Min-K% and friends."""
+    store = normalize_store(store)
+    cfg = config
+    if not cfg.model:
+        raise SkycurateError("no model: pass --model DIR")
+    if not cfg.benchmarks:
+        raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
+    catalog = Catalog(store)
+    unknown = sorted(set(cfg.references) - {b.name for b in cfg.benchmarks})
+    if unknown:
+        raise SkycurateError(f"reference given for unknown benchmark(s): {', '.join(unknown)}")
+    references = {name: catalog.resolve(ref) for name, ref in cfg.references.items()}
+    model = fingerprint_model(cfg.model)
+    label = cfg.model_label or Path(cfg.model).resolve().name
+    ref = run_dataset_task(audit, store=store, force=force, model=model, model_label=label,
+                           benchmarks=cfg.benchmarks, files=benchmark_fingerprints(cfg.benchmarks),
+                           references=references, cfg=cfg.audit)
+    manifest = catalog.manifest(ref)
+    _attach_artifacts(catalog, ref, manifest.stats["summaries"])
+    return {"datasets": {"audit": ref}, "summaries": manifest.stats["summaries"], "funnel": []}
+
+
+def report_rows(summaries: list[dict]) -> list[dict]:
+    """The Table 8 layout of the Skywork-13B report: one row per (model, benchmark)."""
+    rows = []
+    for s in summaries:
+        splits = s["splits"]
+
+        def loss(split: str) -> float | None:
+            return (splits.get(split) or {}).get("loss")
+
+        d1, d2 = s.get("delta1") or {}, s.get("delta2") or {}
+        auroc = (s.get("auroc") or {}).get("test_vs_reference", {})
+        rows.append({
+            "model": s["model"], "benchmark": s["benchmark"],
+            "L_test": loss("test"), "L_train": loss("train"), "L_ref": loss("reference"),
+            "delta1": d1.get("value"), "delta1_ci": (d1.get("ci_low"), d1.get("ci_high")),
+            "delta2": d2.get("value"), "delta2_ci": (d2.get("ci_low"), d2.get("ci_high")),
+            "auroc_min_k": auroc.get("min_k"), "auroc_loss": auroc.get("loss_mean"),
+            "flags": list(s["flags"].get("reasons") or []),
+        })
+    return rows
+
+
+def _attach_artifacts(catalog: Catalog, ref: DatasetRef, summaries: list[dict]) -> None:
+    import base64
+
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    table = [{"model": r["model"], "benchmark": r["benchmark"], "L_test": fmt(r["L_test"]),
+              "L_train": fmt(r["L_train"]), "L_ref": fmt(r["L_ref"]), "Delta1": fmt(r["delta1"]),
+              "Delta2": fmt(r["delta2"]), "AUROC Min-K% (test vs ref)": fmt(r["auroc_min_k"]),
+              "flag": "; ".join(r["flags"]) or "no"} for r in report_rows(summaries)]
+    create_table_artifact(key="leakage-audit", table=table,
+                          description="Skywork-13B leakage audit: split losses and Deltas (nats/token).")
+    png = catalog.fs.cat_file(os.path.join(catalog.root, ref.name, ref.version, "_losses.png"))
+    create_markdown_artifact(key="leakage-audit-losses",
+                             markdown=f"![losses](data:image/png;base64,{base64.b64encode(png).decode()})",
+                             description="Per-item loss distributions of the three splits.")
