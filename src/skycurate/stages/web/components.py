@@ -35,11 +35,15 @@ def materialize(df: "DataFrame") -> "DataFrame":
     """Compute ``df`` now and cut its lineage.
 
     A reliable checkpoint when the SparkContext has a checkpoint directory (survives losing
-    an executor on a cluster), else a local checkpoint (executor storage, memory and disk).
+    an executor on a cluster), else a local checkpoint on executor disk: every round of the
+    components loop leaves one, and holding them in the heap is what ran a 1M-document run
+    out of memory with the default 2g driver.
     """
+    from pyspark import StorageLevel
+
     if df.sparkSession.sparkContext.getCheckpointDir():
         return df.checkpoint(eager=True)
-    return df.localCheckpoint(eager=True)
+    return df.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
 
 
 def _oriented(edges: "DataFrame") -> "DataFrame":

@@ -153,12 +153,13 @@ def dedup(df: "DataFrame", exact: ExactDedupConfig, minhash: MinHashConfig,
     from skycurate.stages.web.minhash import MINHASH
     from skycurate.stages.web.near_dedup import near_dedup
 
-    hashed = chain_on_spark(df, [(TEXT_HASH, None), (MINHASH, minhash)]).persist(StorageLevel.MEMORY_AND_DISK)
+    # On disk, not in the heap: executor memory stays for joins and shuffles, whatever the corpus size.
+    hashed = chain_on_spark(df, [(TEXT_HASH, None), (MINHASH, minhash)]).persist(StorageLevel.DISK_ONLY)
     if exact.enabled:
         exact_done = exact_dedup(hashed, previous.select("id", "text_hash") if previous is not None else None)
     else:
         exact_done = _with_empty_verdicts(hashed)
-    exact_done = exact_done.persist(StorageLevel.MEMORY_AND_DISK)
+    exact_done = exact_done.persist(StorageLevel.DISK_ONLY)
     prev_index = previous.select("id", "minhash_bands", "minhash_sig") if previous is not None else None
     near = near_dedup(kept(exact_done), minhash, previous_index=prev_index)
     return exact_done.filter(F.col(REJECT_REASON).isNotNull()).unionByName(near.annotated, allowMissingColumns=True)
@@ -177,7 +178,7 @@ def classify(df: "DataFrame", cfg: QualityModelConfig) -> tuple["DataFrame", flo
         return _with_empty_verdicts(df.withColumn("quality_score", F.lit(None).cast("double"))), None
     from pyspark import StorageLevel
 
-    scored = QUALITY_SCORE.on_spark(df, cfg).persist(StorageLevel.MEMORY_AND_DISK)  # quantile + write: score once
+    scored = QUALITY_SCORE.on_spark(df, cfg).persist(StorageLevel.DISK_ONLY)  # quantile + write: score once
     threshold = cfg.threshold
     if threshold is None and cfg.top_fraction is not None:
         # A global quantile is an aggregation: nothing but the one number reaches the driver.
