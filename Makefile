@@ -29,6 +29,10 @@ demo: install
 	$(SKY) quality train --positive $(SAMPLE)/quality/positive.jsonl --negative $(SAMPLE)/quality/negative.jsonl \
 		--out $(SAMPLE)/quality/model.bin
 	$(SKY) run web --config examples/web-demo.yaml --store $(STORE)
+	# SWE task mining on a built-in repository: needs a Docker engine (started here when missing, as root)
+	.ci/ensure-docker
+	$(SKY) sample swe --out $(SAMPLE)/swe
+	$(SKY) run swe --repos $(SAMPLE)/swe/textkit --prs $(SAMPLE)/swe/issues.jsonl --store $(STORE)
 
 # pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
 test: install

@@ -29,12 +29,14 @@ app = typer.Typer(name="skycurate", help="Curate LLM training data into versione
 run_app = typer.Typer(help="Run a flow.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Inspect published datasets.", no_args_is_help=True)
 quality_app = typer.Typer(help="Train the fastText quality classifier.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Docker sandbox images for SWE task validation.", no_args_is_help=True)
 sample_app = typer.Typer(help="Write built-in sample inputs (for the demo and trying things out).",
                          no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(quality_app, name="quality")
 app.add_typer(sample_app, name="sample")
+app.add_typer(sandbox_app, name="sandbox")
 
 stdout = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -418,6 +420,131 @@ def run_leakage_reference(
                   as_json=as_json, debug=debug, report=report, json_extra=("stats",))
 
 
+@run_app.command("swe")
+def run_swe(
+    repos: Annotated[Optional[list[str]], typer.Option(
+        "--repos", "-r", help="Local clone or git URL (repeatable).")] = None,
+    prs: Annotated[Optional[str], typer.Option(help="JSONL export of PRs and issues (see README).")] = None,
+    github: Annotated[Optional[bool], typer.Option(
+        "--github/--no-github", help="Fetch PRs and issues from the GitHub REST API ($GITHUB_TOKEN).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Instances validated in parallel.")] = None,
+    keep_images: Annotated[Optional[bool], typer.Option(
+        "--keep-images/--remove-images", help="Keep instance images after validation.")] = None,
+    timeout: Annotated[Optional[int], typer.Option(min=1, help="Seconds a test run may take.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """SWE task mining: git repos -> issue-fixing changes with tests -> Docker-validated instances."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.swe_flow import SweConfig
+
+        cfg = load_config(SweConfig, config, {
+            "repos": repos or None, "prs": prs, "github": github, "validation.workers": workers,
+            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout})
+        if not cfg.repos:
+            raise SkycurateError("no repository: pass --repos PATH_OR_URL (repeatable)")
+        if cfg.prs and not os.path.isfile(cfg.prs):
+            raise SkycurateError(f"file not found: {cfg.prs}")
+        from skycurate.sandbox.daemon import client
+
+        client()  # a daemon that is down is one clear error, before anything starts
+        catalog = _catalog(store)
+        catalog.ensure_writable()
+        from skycurate.flows.swe_mining import swe_flow
+
+        _run_flow("swe", swe_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+
+
+@run_app.command("swe-validate-patches")
+def run_swe_validate_patches(
+    instances: Annotated[Optional[str], typer.Option(help="Validated instances, e.g. swe/instances@latest.")] = None,
+    patches: Annotated[Optional[str], typer.Option(
+        help="JSONL of candidate patches: instance_id, patch (or model_patch), optional model / id.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Patches checked in parallel.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check candidate patches (e.g. agent trajectories): resolved only if every F2P and P2P test passes."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.swe_flow import PatchValidationConfig
+
+        cfg = load_config(PatchValidationConfig, config, {
+            "instances": instances, "patches": patches, "validation.workers": workers})
+        if not cfg.instances or not cfg.patches:
+            raise SkycurateError("pass --instances swe/instances@vN and --patches FILE")
+        if not os.path.isfile(cfg.patches):
+            raise SkycurateError(f"file not found: {cfg.patches}")
+        from skycurate.sandbox.daemon import client
+
+        client()
+        catalog = _catalog(store)
+        catalog.ensure_writable()
+        catalog.resolve(cfg.instances)
+        from skycurate.flows.swe_patches import swe_validate_patches_flow
+
+        _run_flow("swe-validate-patches", swe_validate_patches_flow, store=store, config=cfg, force=force,
+                  as_json=as_json, debug=debug)
+
+
+@sandbox_app.command("base-image")
+def sandbox_base_image(
+    python: Annotated[str, typer.Option(help="Python version of the image.")] = "3.11",
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Build the base image locally (debootstrap + docker import; no registry needed)."""
+    with _errors(debug):
+        from skycurate.sandbox.images import ensure_base_image
+
+        with err.status(f"building the Python {python} base image (debootstrap, a few minutes the first time)…"):
+            tag = ensure_base_image(python, rebuild=rebuild)
+        stdout.print(tag)
+
+
+@sandbox_app.command("cleanup")
+def sandbox_cleanup(
+    all_images: Annotated[bool, typer.Option("--all", help="Also remove env and base images.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Remove leftover skycurate containers and instance images."""
+    with _errors(debug):
+        from skycurate.sandbox import images, run
+
+        containers = run.cleanup_containers()
+        removed = images.cleanup()
+        if all_images:
+            removed += images.cleanup(prefix="skycurate/env") + images.cleanup(prefix="skycurate/base")
+        stdout.print(f"removed {containers} container(s) and {len(removed)} image(s)")
+
+
+@sandbox_app.command("du")
+def sandbox_du(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Disk used by skycurate images: shared layers vs what each image adds."""
+    with _errors(debug):
+        from skycurate.sandbox.images import disk_usage
+
+        du = disk_usage()
+        if as_json:
+            import dataclasses
+
+            _print_json(dataclasses.asdict(du))
+            return
+        t = Table(title="skycurate images")
+        for col in ("image", "kind", "size", "unique"):
+            t.add_column(col, justify="left" if col in ("image", "kind") else "right")
+        for im in du.images:
+            t.add_row(im.tag, im.kind, _human_bytes(im.size_bytes), _human_bytes(im.unique_bytes))
+        stdout.print(t)
+
+
 @quality_app.command("train")
 def quality_train(
     positive: Annotated[list[str], typer.Option(help="Reference-quality texts: .txt (one per line) or .jsonl[.gz].")],
@@ -459,6 +586,25 @@ def sample_web(
         info = {"inputs": str(sample.inputs), "records": sample.records, "broken": sample.broken,
                 "quality_positive": str(sample.positives), "quality_negative": str(sample.negatives),
                 "url_blocklist": str(sample.url_blocklist), "keyword_blocklist": str(sample.keyword_blocklist)}
+        if as_json:
+            _print_json(info)
+            return
+        for k, v in info.items():
+            stdout.print(f"{k}: {v}")
+
+
+@sample_app.command("swe")
+def sample_swe(
+    out: Annotated[str, typer.Option("--out", help="Folder to write the sample repository into.")] = "sample/swe",
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a small git repository with two issue-closing fixes (one valid, one not) and its issues export."""
+    with _errors(debug):
+        from skycurate.samples.swe import write_sample_repo
+
+        sample = write_sample_repo(out)
+        info = {"repo": str(sample.path), "prs": str(sample.issues)}
         if as_json:
             _print_json(info)
             return

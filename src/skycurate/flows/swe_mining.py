@@ -1,0 +1,178 @@
+"""SWE task mining flow (Skywork-SWE): repositories -> candidates (Spark, one task per repo) ->
+runtime-validated instances (Docker, N parallel workers) -> ``swe/instances`` + ``swe/rejected``.
+
+Tasks: ``mine`` publishes ``swe/candidates`` (and the mining rejections); ``validate`` builds
+images, runs the tests before and after the gold patch and publishes ``swe/instances`` and
+``swe/rejected`` (every dropped repo or candidate with its stage and reason) with the funnel
+repos -> candidates -> installable -> validated. Validation journals each finished instance in
+``<store>/_work/swe/<candidates version>/``, so a killed run resumes without redoing them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import flow
+from pydantic import BaseModel
+
+from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.errors import SkycurateError
+from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
+                                      run_dataset_task)
+from skycurate.schemas.config import SparkConfig
+from skycurate.schemas.swe import INSTANCE_SCHEMA, REJECTED_SCHEMA, MiningConfig, ValidationConfig
+from skycurate.schemas.swe_flow import SweConfig
+
+NAMESPACE = "swe"
+log = logging.getLogger(__name__)
+
+
+class RepoFingerprint(BaseModel):
+    spec: str
+    name: str
+    head: str | None     # the commit every branch's tip hashes to (None: could not be read)
+
+
+def fingerprint_repos(specs: list[str], cache_dir: str) -> list[RepoFingerprint]:
+    """Resolve (clone or fetch) each repo once, pinning its refs for the cache key."""
+    import hashlib
+
+    from skycurate.connectors.git_repos import RepoError, resolve_repo
+
+    out = []
+    for spec in specs:
+        try:
+            handle = resolve_repo(spec, cache_dir)
+        except RepoError:
+            out.append(RepoFingerprint(spec=spec, name=spec, head=None))  # mining records the clone failure
+            continue
+        import git
+
+        refs = sorted(f"{r.path}={r.commit.hexsha}" for r in git.Repo(handle.path).references
+                      if not r.path.startswith("refs/remotes/origin/HEAD"))
+        out.append(RepoFingerprint(spec=spec, name=handle.name,
+                                   head=hashlib.sha256("\n".join(refs).encode()).hexdigest()[:16]))
+    return out
+
+
+@dataset_task(code=["skycurate.stages.swe.mining", "skycurate.connectors.git_repos", "skycurate.connectors.github_api"])
+def mine(store: str, repos: list[RepoFingerprint], prs: str | None, prs_sha256: str | None, github: bool,
+         cfg: MiningConfig, cache_dir: str, spark: SparkConfig) -> dict[str, DatasetRef]:
+    from skycurate.spark import get_spark
+    from skycurate.stages.swe.mining import mine_on_spark
+
+    catalog, session = Catalog(store), get_spark(spark)
+    parents = [Parent(name=f"repo:{r.name}", uri=f"{r.spec}#refs={r.head}") for r in repos]
+    if prs:
+        parents.append(Parent(name="prs", uri=f"{prs}#sha256={prs_sha256}"))
+    with catalog.scratch("swe-mine") as scratch:
+        candidates, rejected = mine_on_spark(session, [r.spec for r in repos], cfg, cache_dir=cache_dir, export=prs,
+                                             github=github, scratch=scratch)
+        rej_ref = catalog.publish(f"{NAMESPACE}/mine_rejected", rejected, parents, current_producer(cfg))
+        cand_ref = catalog.publish(f"{NAMESPACE}/candidates", candidates, [*parents, rej_ref], current_producer(cfg),
+                                   {"repos": len(repos)})
+    return {"candidates": cand_ref, "mine_rejected": rej_ref}
+
+
+def _ts(value: Any) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
+def funnel(n_repos: int, repos_rejected: int, n_candidates: int, outcomes: list[dict]) -> list[dict[str, Any]]:
+    """repos -> candidates -> installable -> validated (rows = repos for the first step, candidates after)."""
+    not_installable = sum(1 for o in outcomes if o["kind"] == "rejected" and o["row"]["stage"] in ("recipe", "install"))
+    invalid = sum(1 for o in outcomes if o["kind"] == "rejected" and o["row"]["stage"] == "validate")
+    installable = n_candidates - not_installable
+    return [
+        {"stage": "repos", "rows_in": n_repos, "rows_out": n_repos - repos_rejected, "rejected": repos_rejected},
+        {"stage": "candidates", "rows_in": n_candidates, "rows_out": n_candidates, "rejected": 0},
+        {"stage": "installable", "rows_in": n_candidates, "rows_out": installable, "rejected": not_installable},
+        {"stage": "validated", "rows_in": installable, "rows_out": installable - invalid, "rejected": invalid},
+    ]
+
+
+@dataset_task(code=["skycurate.stages.swe", "skycurate.sandbox", "skycurate.reporting"])
+def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_repos: int, python: str,
+             cfg: ValidationConfig) -> dict[str, DatasetRef]:
+    from skycurate.reporting import funnel_chart_png
+    from skycurate.sandbox.images import ensure_base_image
+    from skycurate.stages.swe.validate import validate_all
+
+    catalog = Catalog(store)
+    if not catalog.is_local:
+        raise SkycurateError("the swe flow keeps validation logs and its journal in the store: use a local store")
+    ensure_base_image(python)
+    rows = catalog.open(candidates).to_table().to_pylist()
+    work = Path(catalog.root) / "_work" / NAMESPACE / f"{candidates.name.replace('/', '_')}-{candidates.version}"
+
+    def progress(n: int, total: int, out: dict) -> None:
+        row = out["row"]
+        what = "VALID" if out["kind"] == "instance" else f"rejected ({row['stage']}: {row['reason']})"
+        log.info("[%d/%d] %s %s in %.0fs", n, total, row["instance_id"], what, out.get("seconds", 0))
+
+    outcomes = validate_all(rows, cfg, work, python, progress)
+    instances = [o["row"] for o in outcomes if o["kind"] == "instance"]
+    for r in instances:
+        r["created_at"] = _ts(r.get("created_at"))
+    mined_rej = catalog.open(mine_rejected).to_table().to_pylist()
+    rejected = mined_rej + [o["row"] for o in outcomes if o["kind"] == "rejected"]
+    repos_rejected = len({r["repo"] for r in mined_rej if r["stage"] in ("repo", "clone") and r["instance_id"] is None})
+    steps = funnel(n_repos, repos_rejected, len(rows), outcomes)
+    producer = current_producer(cfg)
+    by_reason: dict[str, int] = {}
+    for r in rejected:
+        by_reason[f"{r['stage']}:{r['reason']}"] = by_reason.get(f"{r['stage']}:{r['reason']}", 0) + 1
+    rej_ref = catalog.publish(f"{NAMESPACE}/rejected", pa.Table.from_pylist(rejected, REJECTED_SCHEMA),
+                              [candidates, mine_rejected], producer, {"by_reason": by_reason})
+    extra = [o.get("image_bytes") for o in outcomes if o["kind"] == "instance" and o.get("image_bytes") is not None]
+
+    def stats(n: int) -> dict[str, Any]:
+        validated = len(rows) - sum(1 for o in outcomes if o["kind"] == "rejected")
+        if n != validated:
+            raise SkycurateError(f"swe: {len(rows)} candidates but {n} instances + "
+                                 f"{len(rows) - validated} rejected; nothing published")
+        return {"funnel": steps, "candidates": len(rows), "validated": n, "rejected_by_reason": by_reason,
+                "flaky": {o["row"]["instance_id"]: o.get("flaky") for o in outcomes if o.get("flaky")},
+                "instance_image_extra_bytes": extra, "work": str(work)}
+
+    chart = funnel_chart_png(steps, "SWE task mining funnel")
+    inst_ref = catalog.publish(f"{NAMESPACE}/instances", pa.Table.from_pylist(instances, INSTANCE_SCHEMA),
+                               [candidates, rej_ref], producer, stats, attachments={"_funnel.png": chart})
+    return {"instances": inst_ref, "rejected": rej_ref, "candidates": candidates}
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@flow(name="swe")
+def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: bool = False) -> dict[str, Any]:
+    """Git repositories -> SWE-bench instances validated by running their tests in Docker."""
+    store = normalize_store(store)
+    cfg = config
+    if not cfg.repos:
+        raise SkycurateError("no repository: pass --repos PATH_OR_URL (repeatable)")
+    catalog = Catalog(store)
+    cache_dir = cfg.mining.cache_dir or str(Path(catalog.root) / "_cache" / "git")
+    repos = fingerprint_repos(cfg.repos, cache_dir)
+    common = {"store": store, "force": force}
+    mined = run_dataset_task(mine, **common, repos=repos, prs=cfg.prs, prs_sha256=_sha256(cfg.prs) if cfg.prs else None,
+                             github=cfg.github, cfg=cfg.mining, cache_dir=cache_dir, spark=cfg.spark)
+    final = run_dataset_task(validate, **common, candidates=mined["candidates"], mine_rejected=mined["mine_rejected"],
+                             n_repos=len(repos), python=cfg.python, cfg=cfg.validation)
+    manifest = catalog.manifest(final["instances"])
+    steps = manifest.stats["funnel"]
+    attach_funnel_artifact("swe", steps)
+    attach_chart_artifact("swe", Path(catalog.root, final["instances"].name, final["instances"].version,
+                                      "_funnel.png").read_bytes())
+    return {"datasets": {"instances": final["instances"], "rejected": final["rejected"],
+                         "candidates": final["candidates"]}, "funnel": steps}
+

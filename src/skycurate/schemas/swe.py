@@ -1,0 +1,150 @@
+"""Schemas and configs of SWE task mining (Skywork-SWE): candidates, install recipes, sandbox
+limits, validation, and the SWE-bench-compatible instance rows.
+
+Stages pass candidates around as Arrow rows (``CANDIDATE_SCHEMA``); the sandbox takes an
+``EnvRecipe`` (what to install) and ``SandboxLimits`` (how a test run is confined); the flow
+publishes ``INSTANCE_SCHEMA`` rows to ``swe/instances`` and ``REJECTED_SCHEMA`` rows to
+``swe/rejected``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+from pydantic import Field
+
+from skycurate.schemas.config import StrictModel
+
+# ------------------------------------------------------------------------------------ configs
+
+
+class RepoFilter(StrictModel):
+    """Which repositories are mined at all."""
+
+    languages: list[str] = Field(default_factory=lambda: ["python"],
+                                 description="main language, guessed from file extensions")
+    require_tests: bool = Field(default=True, description="skip repos without any test file")
+    licenses: list[str] | None = Field(
+        default=None, description="allowed SPDX ids (e.g. [MIT, Apache-2.0, BSD-3-Clause]); None = any licence")
+    exclude: list[str] = Field(
+        default_factory=lambda: ["princeton-nlp/SWE-bench", "SWE-bench/SWE-bench", "SWE-Gym/SWE-Gym"],
+        description="owner/name of repos never mined (e.g. public evaluation benchmarks, so mined data does "
+                    "not leak into them)")
+
+
+class MiningConfig(StrictModel):
+    """Candidate mining: which changes become task candidates."""
+
+    max_files: int = Field(default=10, ge=1, description="changes touching more non-test files are skipped")
+    max_test_files: int = Field(default=10, ge=1)
+    max_patch_lines: int = Field(default=1000, ge=1)
+    require_issue: bool = Field(default=True, description="a change must close an issue by a keyword (fixes #N)")
+    cache_dir: str | None = Field(default=None,
+                                  description="bare clones of git URLs; default <store>/_cache/git (reused)")
+    github_token_env: str = Field(default="GITHUB_TOKEN", description="env var holding a GitHub token, if any")
+    filters: RepoFilter = Field(default_factory=RepoFilter)
+
+
+class EnvRecipe(StrictModel):
+    """How to build an environment for a repo at a commit. Its hash is the env image tag, so
+    every instance with the same recipe shares one env image."""
+
+    python: str = Field(default="3.11", description="Python version of the base image")
+    system_packages: list[str] = Field(default_factory=list, description="apt packages (build tools etc.)")
+    requirements: list[str] = Field(default_factory=list,
+                                    description="pip requirement lines installed into the env image")
+    install: list[str] = Field(
+        default_factory=lambda: ["pip install --no-deps --no-build-isolation -e ."],
+        description="shell commands run in the repo at base_commit when the instance image is built")
+    test_cmd: str = Field(default="python -m pytest -rA --tb=no -p no:cacheprovider",
+                          description="test files are appended")
+    name: str = Field(default="default", description="which fallback produced it (for provenance)")
+    requires_python: str | None = Field(
+        default=None, description="the project's Requires-Python at the commit (precheck rejects a recipe whose "
+                                  "python it excludes); not part of the env key")
+
+    def env_key(self) -> str:
+        """Content hash of what goes into the env image (not the per-instance install)."""
+        payload = {"python": self.python, "system": sorted(self.system_packages),
+                   "requirements": sorted(self.requirements)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SandboxLimits(StrictModel):
+    """How a test run in a container is confined."""
+
+    timeout_s: int = Field(default=300, ge=1, description="wall clock; the container is killed after it")
+    memory: str = Field(default="2g", description="docker mem_limit")
+    cpus: float = Field(default=1.0, gt=0)
+    pids: int = Field(default=512, ge=16)
+    network: bool = Field(default=False, description="tests run with the network off")
+    user: str = Field(default="1000:1000", description="tests run as this non-root user")
+
+
+class ValidationConfig(StrictModel):
+    """Before/after test runs and what counts as a valid instance."""
+
+    post_repeats: int = Field(default=3, ge=1, description="post-patch runs; a test passes only if it passes all")
+    workers: int = Field(default=2, ge=1, description="instances validated in parallel")
+    keep_images: bool = Field(default=False, description="keep instance images after validation")
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+
+
+# ------------------------------------------------------------------------------------ Arrow
+
+# A mined change, before any image exists.
+CANDIDATE_SCHEMA = pa.schema([
+    pa.field("instance_id", pa.string(), nullable=False),       # owner__repo-N (N: PR number, else issue number)
+    pa.field("repo", pa.string(), nullable=False),              # owner/name
+    pa.field("repo_path", pa.string(), nullable=False),         # local clone (or bare cache) the sandbox reads
+    pa.field("base_commit", pa.string(), nullable=False),
+    pa.field("fix_commit", pa.string(), nullable=False),        # the gold change's commit (never put in an image)
+    pa.field("patch", pa.string(), nullable=False),             # non-test files, unified diff
+    pa.field("test_patch", pa.string(), nullable=False),        # test files, unified diff
+    pa.field("test_files", pa.list_(pa.string())),              # paths touched by test_patch
+    pa.field("problem_statement", pa.string()),
+    pa.field("hints_text", pa.string()),
+    pa.field("problem_source", pa.string()),                    # github | export | git_history
+    pa.field("issue_numbers", pa.list_(pa.int64())),
+    pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    pa.field("version", pa.string()),
+    pa.field("environment_setup_commit", pa.string()),
+])
+
+# A runtime-validated instance: the SWE-bench fields plus provenance.
+INSTANCE_SCHEMA = pa.schema([
+    pa.field("instance_id", pa.string(), nullable=False),
+    pa.field("repo", pa.string(), nullable=False),
+    pa.field("base_commit", pa.string(), nullable=False),
+    pa.field("patch", pa.string(), nullable=False),
+    pa.field("test_patch", pa.string(), nullable=False),
+    pa.field("problem_statement", pa.string()),
+    pa.field("hints_text", pa.string()),
+    pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    pa.field("version", pa.string()),
+    pa.field("FAIL_TO_PASS", pa.list_(pa.string())),
+    pa.field("PASS_TO_PASS", pa.list_(pa.string())),
+    pa.field("environment_setup_commit", pa.string()),
+    # provenance
+    pa.field("problem_source", pa.string()),
+    pa.field("repo_path", pa.string()),                         # where the image's checkout came from
+    pa.field("test_files", pa.list_(pa.string())),
+    pa.field("image_tag", pa.string()),
+    pa.field("image_digest", pa.string()),
+    pa.field("env_image_tag", pa.string()),
+    pa.field("install_recipe", pa.string()),                    # EnvRecipe as JSON
+    pa.field("runs", pa.string()),                              # JSON: per run, test -> status, duration
+    pa.field("flaky_tests", pa.list_(pa.string())),
+    pa.field("log_dir", pa.string()),
+])
+
+REJECTED_SCHEMA = pa.schema([
+    pa.field("instance_id", pa.string()),
+    pa.field("repo", pa.string()),
+    pa.field("stage", pa.string(), nullable=False),             # clone | mine | recipe | install | build | validate
+    pa.field("reason", pa.string(), nullable=False),            # short machine-readable reason
+    pa.field("detail", pa.string()),                            # the error / log tail
+    pa.field("log_dir", pa.string()),
+])

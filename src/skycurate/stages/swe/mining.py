@@ -1,0 +1,692 @@
+"""Candidate mining: which changes of a repository become SWE task candidates.
+
+Per repository (``mine_repo``), pure apart from reading the repository:
+
+1. **Repo filters** (``check_repo``, at ``HEAD``): the exclusion list, the main language (file
+   extension counts), at least one test file, the licence (LICENSE/COPYING text) against the
+   allow-list. A repo that fails is one rejection with stage ``repo``.
+2. **Changes**. With PR metadata (GitHub or an export): every PR record is an input; a merged PR
+   linked to an issue (``linked_issues``, or a closing keyword in its title/body) is a candidate with
+   ``fix_commit`` = its merge commit and ``base_commit`` = the merge commit's first parent. (GitHub's
+   ``base.sha`` is not used as the base: it is the base branch tip when the PR was last updated, and
+   if the branch moved on, ``base.sha..merge`` holds other people's changes; the first parent gives
+   exactly the PR's change for merge and squash merges.) Without PRs: first-parent commits of the
+   default branch whose message closes an issue (with ``require_issue``; otherwise every commit) are the
+   inputs, ``base_commit`` = the first parent, ``problem_source`` = ``git_history``; commits that
+   reference no issue are only counted (``stats['commits_scanned']``).
+3. **Patch split**: text files under a test folder (a path component ``test``, ``tests``, ``testing``
+   or ``e2e``) or named ``test_*.py`` / ``*_test.py`` / ``test.py`` / ``tests.py`` / ``conftest.py``
+   go to ``test_patch``, the rest to ``patch``; both must be non-empty. Binary files are left out.
+   Limits: ``max_files`` non-test files, ``max_test_files`` test files, ``max_patch_lines`` changed
+   lines (added + deleted) of the non-test patch.
+4. **Dedupe** by the content hash of (patch, test_patch): a merge commit or forward-port that repeats
+   an earlier change is rejected ``duplicate_patch`` (the earliest is kept; on a tie, a non-merge commit).
+5. **Ids**: ``owner__name-N`` with N the PR number (from metadata, or a ``Merge pull request #N`` /
+   ``... (#N)`` commit subject), else the first closed issue, else the commit's short sha; an id used
+   twice gets ``_2``, ``_3``... in ``created_at`` order.
+
+Problem statement: the linked issues' title and body when known (``problem_source`` = the metadata's
+source, ``github`` or ``export``), else the PR title/body or commit message without its closing
+keywords. ``hints_text``: the linked issues' comments created before the fix (the earliest of the PR's
+creation, its first commit and the fix commit), never after.
+
+Every input ends as a candidate or a rejection: ``stats['inputs'] == candidates + rejected``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import logging
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from skycurate.connectors.git_repos import (
+    GitRepo,
+    RepoError,
+    RepoHandle,
+    resolve_repo,
+    spec_name,
+)
+from skycurate.connectors.github_api import GitHubClient, RepoMetadata, load_export
+from skycurate.errors import SkycurateError
+from skycurate.schemas.swe import (
+    CANDIDATE_SCHEMA,
+    REJECTED_SCHEMA,
+    MiningConfig,
+    RepoFilter,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+STAGE_CLONE = "clone"
+STAGE_REPO = "repo"
+STAGE_MINE = "mine"
+
+# ---------------------------------------------------------------------------------- closing keywords
+
+_KEYWORD = r"(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)"
+_CLOSING = re.compile(
+    rf"(?<![\w/-]){_KEYWORD}(?:\s*:\s*|\s+)"
+    r"(?:(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+)#"
+    r"|#"
+    r"|https?://github\.com/(?P<uowner>[\w.-]+)/(?P<uname>[\w.-]+)/issues/)"
+    r"(?P<num>\d+)\b",
+    re.IGNORECASE)
+_PR_MERGE = re.compile(r"^Merge pull request #(\d+)\b")
+_PR_SQUASH = re.compile(r"\(#(\d+)\)\s*$")
+_TRAILER = re.compile(r"^(?:Signed-off-by|Co-authored-by|Reviewed-by|Acked-by|Change-Id|Cc):", re.IGNORECASE)
+
+
+def parse_closing_refs(text: str | None, repo: str | None = None) -> list[int]:
+    """Issue numbers closed by keywords in ``text`` (``fixes #1``, ``Closes: #2``, ``resolved owner/name#3``,
+    ``fix https://github.com/owner/name/issues/4``), case-insensitive, in order, without duplicates.
+    References to another repository than ``repo`` (``owner/name``) are ignored."""
+    if not text:
+        return []
+    out: list[int] = []
+    for m in _CLOSING.finditer(text):
+        owner, name = m.group("owner") or m.group("uowner"), m.group("name") or m.group("uname")
+        if owner is not None and (repo is None or f"{owner}/{name}".lower() != repo.lower()):
+            continue
+        n = int(m.group("num"))
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def pr_number_from_message(message: str) -> int | None:
+    """The PR number GitHub puts in merge (``Merge pull request #N``) and squash (``Title (#N)``) subjects."""
+    subject = (message or "").splitlines()[0] if message else ""
+    m = _PR_MERGE.match(subject) or _PR_SQUASH.search(subject)
+    return int(m.group(1)) if m else None
+
+
+def strip_closing_refs(text: str | None) -> str:
+    """``text`` without closing-keyword phrases, lines left empty by them, merge-PR lines and trailers."""
+    out = []
+    for line in (text or "").splitlines():
+        if _PR_MERGE.match(line) or _TRAILER.match(line):
+            continue
+        stripped = _CLOSING.sub("", line)
+        if stripped != line:
+            stripped = re.sub(r"\(\s*[,;.]?\s*\)|\[\s*[,;.]?\s*\]", "", stripped)
+            stripped = re.sub(r"\s+([,.;:])", r"\1", stripped).rstrip(" ,;:-")
+            if not re.search(r"\w", stripped):
+                continue
+        out.append(stripped.rstrip())
+    return "\n".join(out).strip()
+
+
+# ---------------------------------------------------------------------------------- test files
+
+TEST_DIRS = frozenset({"test", "tests", "testing", "e2e"})
+
+
+def is_test_path(path: str) -> bool:
+    """SWE-bench's convention, per path component: under ``test/``, ``tests/``, ``testing/`` or ``e2e/``,
+    or a file named ``test_*.py``, ``*_test.py``, ``test.py``, ``tests.py`` or ``conftest.py``
+    (also at the repository root)."""
+    parts = path.replace("\\", "/").split("/")
+    if any(p in TEST_DIRS for p in parts[:-1]):
+        return True
+    base = parts[-1]
+    return (base.endswith(".py") and (base.startswith("test_") or base.endswith("_test.py"))) \
+        or base in ("test.py", "tests.py", "conftest.py")
+
+
+def split_test_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(non-test paths, test paths), order kept."""
+    code, tests = [], []
+    for p in paths:
+        (tests if is_test_path(p) else code).append(p)
+    return code, tests
+
+
+# ---------------------------------------------------------------------------------- repo filters
+
+_EXT_LANG = {
+    ".py": "python", ".pyi": "python", ".pyx": "python",
+    ".js": "javascript", ".jsx": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+    ".ts": "typescript", ".tsx": "typescript", ".go": "go", ".rs": "rust", ".java": "java",
+    ".kt": "kotlin", ".scala": "scala", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
+    ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".cs": "csharp", ".rb": "ruby", ".php": "php",
+    ".swift": "swift", ".m": "objective-c", ".jl": "julia", ".r": "r", ".lua": "lua", ".ex": "elixir",
+    ".exs": "elixir", ".erl": "erlang", ".hs": "haskell", ".clj": "clojure", ".dart": "dart",
+}
+_VENDORED = frozenset({"node_modules", "vendor", "third_party", "thirdparty", "site-packages", "_vendor",
+                       "dist", "build", ".git"})
+
+
+def main_language(paths: Iterable[str]) -> str | None:
+    """The language with the most source files (vendored folders and minified JS left out)."""
+    counts: Counter[str] = Counter()
+    for p in paths:
+        parts = p.split("/")
+        if any(x in _VENDORED for x in parts[:-1]) or p.endswith(".min.js"):
+            continue
+        dot = parts[-1].rfind(".")
+        lang = _EXT_LANG.get(parts[-1][dot:].lower()) if dot > 0 else None
+        if lang:
+            counts[lang] += 1
+    if not counts:
+        return None
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+_LICENSE_FILE = re.compile(r"^(?:un)?(?:licen[cs]e|copying)(?:[.-].*)?$", re.IGNORECASE)
+
+
+def detect_license(text: str | None) -> str | None:
+    """SPDX id of a licence text by its key phrases: MIT, Apache-2.0, BSD-2/3-Clause, GPL-2.0/3.0,
+    LGPL-2.1/3.0, AGPL-3.0, MPL-2.0, ISC, Unlicense; None if none is recognised."""
+    if not text:
+        return None
+    t = " ".join(text.lower().split())
+    head = t[:600]
+    if "gnu affero general public license" in head:
+        return "AGPL-3.0"
+    if "gnu lesser general public license" in head or "gnu library general public license" in head:
+        return "LGPL-3.0" if "version 3" in head else "LGPL-2.1"
+    if "gnu general public license" in head:
+        if "version 3" in head:
+            return "GPL-3.0"
+        if "version 2" in head:
+            return "GPL-2.0"
+    if "apache license" in head and "version 2.0" in head:
+        return "Apache-2.0"
+    if "mozilla public license" in head and "2.0" in head:
+        return "MPL-2.0"
+    if "permission is hereby granted, free of charge" in t:
+        return "MIT"
+    if "redistribution and use in source and binary forms" in t:
+        if "neither the name" in t or "names of its contributors" in t or "name of the copyright holder" in t:
+            return "BSD-3-Clause"
+        return "BSD-2-Clause"
+    if "permission to use, copy, modify, and/or distribute this software" in t \
+            or "permission to use, copy, modify, and distribute this software for any purpose" in t:
+        return "ISC"
+    if "this is free and unencumbered software released into the public domain" in t:
+        return "Unlicense"
+    return None
+
+
+def repo_license(repo: GitRepo, rev: str = "HEAD", files: list[str] | None = None) -> str | None:
+    """Licence of the repo at ``rev``: the first recognised LICENSE*/LICENCE*/COPYING* file at its root."""
+    files = repo.list_files(rev) if files is None else files
+    candidates = sorted((f for f in files if "/" not in f and _LICENSE_FILE.match(f)),
+                        key=lambda f: (not f.lower().startswith("licen"), f))
+    for f in candidates:
+        lic = detect_license(repo.read_file(rev, f))
+        if lic:
+            return lic
+    return None
+
+
+def check_repo(repo: GitRepo, name: str, filters: RepoFilter, rev: str = "HEAD") -> tuple[str, str] | None:
+    """(reason, detail) if the repo is filtered out, else None. Reasons: ``excluded``, ``language``,
+    ``no_tests``, ``license``."""
+    if name.lower() in {e.lower() for e in filters.exclude}:
+        return "excluded", f"{name} is on the exclusion list"
+    files = repo.list_files(rev)
+    if filters.languages:
+        lang = main_language(files)
+        allowed = [x.lower() for x in filters.languages]
+        if lang not in allowed:
+            return "language", f"main language {lang or 'unknown'} not in {allowed}"
+    if filters.require_tests and not any(is_test_path(f) for f in files):
+        return "no_tests", "no test file at HEAD"
+    if filters.licenses is not None:
+        lic = repo_license(repo, rev, files)
+        allowed_lic = {x.lower() for x in filters.licenses}
+        if lic is None or lic.lower() not in allowed_lic:
+            return "license", f"licence {lic or 'unknown'} not in {sorted(filters.licenses)}"
+    return None
+
+
+# ---------------------------------------------------------------------------------- version
+
+_VERSION_FILES = ("__init__.py", "_version.py", "version.py", "__about__.py", "__version__.py")
+_DUNDER_VERSION = re.compile(r"""^__version__\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.MULTILINE)
+_SETUP_VERSION = re.compile(r"""\bversion\s*=\s*["'](\d[^"']*)["']""")
+_MAJOR_MINOR = re.compile(r"^v?(\d+)(?:\.(\d+))?")
+
+
+def _major_minor(version: str | None) -> str | None:
+    m = _MAJOR_MINOR.match((version or "").strip())
+    if not m:
+        return None
+    return f"{m.group(1)}.{m.group(2) or '0'}"
+
+
+def detect_version(repo: GitRepo, rev: str) -> str | None:
+    """``major.minor`` of the project at ``rev`` (SWE-bench's ``version``), found cheaply: a literal version
+    in pyproject.toml / setup.cfg / setup.py, a ``__version__`` in a package's ``__init__``/``_version``
+    module, else the nearest tag; None if none."""
+    text = repo.read_file(rev, "pyproject.toml")
+    if text:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            data = {}
+        project = data.get("project") or {}
+        if isinstance(project.get("version"), str) and "version" not in (project.get("dynamic") or []):
+            return _major_minor(project["version"])
+        poetry = ((data.get("tool") or {}).get("poetry") or {}).get("version")
+        if isinstance(poetry, str) and _major_minor(poetry) and poetry not in ("0.0.0", "0.0.0.dev0"):
+            return _major_minor(poetry)
+    text = repo.read_file(rev, "setup.cfg")
+    if text:
+        cp = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            cp.read_string(text)
+            v = cp.get("metadata", "version", fallback=None)
+        except configparser.Error:
+            v = None
+        if v and _major_minor(v):
+            return _major_minor(v)
+    text = repo.read_file(rev, "setup.py")
+    if text:
+        m = _SETUP_VERSION.search(text)
+        if m:
+            return _major_minor(m.group(1))
+    files = [f for f in repo.list_files(rev)
+             if f.count("/") <= 2 and f.rsplit("/", 1)[-1] in _VERSION_FILES and not is_test_path(f)]
+    for f in sorted(files, key=lambda p: (p.count("/"), p))[:12]:
+        m = _DUNDER_VERSION.search(repo.read_file(rev, f) or "")
+        if m and _major_minor(m.group(1)):
+            return _major_minor(m.group(1))
+    return _major_minor(repo.last_tag(rev))
+
+
+# ---------------------------------------------------------------------------------- mining
+
+
+@dataclass
+class MineResult:
+    """Candidates (``CANDIDATE_SCHEMA`` dicts) and rejections (``REJECTED_SCHEMA`` dicts) of one repo."""
+
+    repo: str
+    candidates: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=lambda: {"commits_scanned": 0, "inputs": 0})
+
+    def reject(self, instance_id: str | None, stage: str, reason: str, detail: str | None = None) -> None:
+        self.rejected.append({"instance_id": instance_id, "repo": self.repo, "stage": stage, "reason": reason,
+                              "detail": detail, "log_dir": None})
+
+    def candidates_table(self) -> pa.Table:
+        return pa.Table.from_pylist(self.candidates, schema=CANDIDATE_SCHEMA)
+
+    def rejected_table(self) -> pa.Table:
+        return pa.Table.from_pylist(self.rejected, schema=REJECTED_SCHEMA)
+
+    def reason_counts(self) -> dict[str, int]:
+        return dict(Counter(r["reason"] for r in self.rejected))
+
+
+@dataclass
+class _Change:
+    """A change that passed the file checks, before dedupe and ids."""
+
+    key: str                # id before uniqueness suffixes
+    base: str
+    fix: str
+    is_merge: bool
+    patch: str
+    test_patch: str
+    test_files: list[str]
+    problem: str
+    hints: str
+    source: str
+    issues: list[int]
+    created_at: datetime
+    order: int
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(f"{self.patch}\x00{self.test_patch}".encode()).hexdigest()
+
+
+def id_prefix(repo: str) -> str:
+    """``owner/name`` -> ``owner__name``."""
+    return repo.replace("/", "__", 1)
+
+
+def _split_change(repo: GitRepo, base: str, fix: str, cfg: MiningConfig) -> tuple[tuple[str, str, list[str]] | None, str, str]:
+    """((patch, test_patch, test_files), '', '') or (None, reason, detail)."""
+    changes = repo.changed_files(base, fix)
+    if not changes:
+        return None, "empty_diff", f"{base[:12]}..{fix[:12]} changes nothing"
+    text = [c for c in changes if not c.binary]
+    if not text:
+        return None, "binary_only", f"{len(changes)} binary file(s) only"
+    for c in changes:
+        try:
+            c.path.encode("utf-8")
+        except UnicodeEncodeError:
+            return None, "non_utf8_path", f"a file name is not UTF-8: {c.path.encode('utf-8', 'replace')!r}"
+    tests = [c for c in text if is_test_path(c.path)]
+    code = [c for c in text if not is_test_path(c.path)]
+    if not tests:
+        return None, "no_test_change", f"{len(code)} non-test file(s), no test file"
+    if not code:
+        return None, "no_code_change", f"{len(tests)} test file(s), no non-test file"
+    if len(code) > cfg.max_files:
+        return None, "too_many_files", f"{len(code)} non-test files > max_files {cfg.max_files}"
+    if len(tests) > cfg.max_test_files:
+        return None, "too_many_test_files", f"{len(tests)} test files > max_test_files {cfg.max_test_files}"
+    lines = sum(c.added + c.deleted for c in code)
+    if lines > cfg.max_patch_lines:
+        return None, "patch_too_large", f"{lines} changed lines > max_patch_lines {cfg.max_patch_lines}"
+    try:
+        patch = repo.diff(base, fix, [c.path for c in code])
+        test_patch = repo.diff(base, fix, [c.path for c in tests])
+    except UnicodeDecodeError as exc:
+        return None, "non_utf8_diff", f"diff is not UTF-8 ({exc.reason} at byte {exc.start})"
+    return (patch, test_patch, [c.path for c in tests]), "", ""
+
+
+def _issue_text(metadata: RepoMetadata | None, numbers: list[int]) -> str:
+    if metadata is None:
+        return ""
+    parts = []
+    for n in numbers:
+        issue = metadata.issues.get(n)
+        if issue:
+            parts.append("\n".join(x for x in (issue.get("title", "").strip(), issue.get("body", "").strip()) if x))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _hints(metadata: RepoMetadata | None, numbers: list[int], before: datetime) -> str:
+    """Comments of the linked issues created strictly before ``before`` (undated comments are left out)."""
+    if metadata is None:
+        return ""
+    comments = []
+    for n in numbers:
+        for c in (metadata.issues.get(n) or {}).get("comments") or []:
+            created = c.get("created_at")
+            if created is not None and created < before and (c.get("body") or "").strip():
+                comments.append((created, c["body"].strip()))
+    comments.sort(key=lambda x: x[0])
+    return "\n\n".join(body for _, body in comments)
+
+
+def _mine_prs(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMetadata, res: MineResult) -> list[_Change]:
+    prefix = id_prefix(name)
+    out = []
+    for order, pr in enumerate(metadata.prs):
+        res.stats["inputs"] += 1
+        number = pr["number"]
+        iid = f"{prefix}-{number}"
+        if not pr.get("merged_at") or not pr.get("merge_commit_sha"):
+            res.reject(iid, STAGE_MINE, "not_merged", f"PR #{number} was not merged")
+            continue
+        issues = [n for n in dict.fromkeys(list(pr.get("linked_issues") or [])
+                                           + parse_closing_refs(f"{pr.get('title', '')}\n{pr.get('body', '')}", name))
+                  if n != number]
+        if cfg.require_issue and not issues:
+            res.reject(iid, STAGE_MINE, "no_issue", f"PR #{number} closes no issue")
+            continue
+        fix = repo.resolve(pr["merge_commit_sha"])
+        if fix is None:
+            res.reject(iid, STAGE_MINE, "commit_missing", f"merge commit {pr['merge_commit_sha']} not in the repository")
+            continue
+        info = repo.commit_info(fix)
+        if not info.parents:
+            res.reject(iid, STAGE_MINE, "root_commit", f"merge commit {fix[:12]} has no parent")
+            continue
+        base = info.parents[0]
+        split, reason, detail = _split_change(repo, base, fix, cfg)
+        if split is None:
+            res.reject(iid, STAGE_MINE, reason, f"PR #{number} ({fix[:12]}): {detail}")
+            continue
+        created = pr.get("created_at") or info.authored_at
+        fix_dates = [d for d in (pr.get("created_at"), info.authored_at) if d is not None]
+        if info.is_merge:   # the PR's own commits: the first one is where work on the fix began
+            fix_dates += repo.authored_dates(f"{base}..{info.parents[1]}")
+        problem = _issue_text(metadata, issues) or strip_closing_refs(f"{pr.get('title', '')}\n\n{pr.get('body', '')}")
+        if not problem:
+            res.reject(iid, STAGE_MINE, "no_problem_statement", f"PR #{number}: no issue text and no PR text")
+            continue
+        out.append(_Change(key=iid, base=base, fix=fix, is_merge=info.is_merge, patch=split[0], test_patch=split[1],
+                           test_files=split[2], problem=problem, hints=_hints(metadata, issues, min(fix_dates)),
+                           source=metadata.source, issues=issues, created_at=created, order=order))
+    return out
+
+
+def _mine_history(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMetadata | None, res: MineResult,
+                  first_parent: bool) -> list[_Change]:
+    prefix = id_prefix(name)
+    out = []
+    for order, c in enumerate(repo.iter_commits("HEAD", first_parent=first_parent)):
+        res.stats["commits_scanned"] += 1
+        issues = parse_closing_refs(c.message, name)
+        if cfg.require_issue and not issues:
+            continue
+        res.stats["inputs"] += 1
+        pr = pr_number_from_message(c.message)
+        n = pr if pr is not None else (issues[0] if issues else None)
+        iid = f"{prefix}-{n}" if n is not None else f"{prefix}-{c.sha[:10]}"
+        if not c.parents:
+            res.reject(iid, STAGE_MINE, "root_commit", f"commit {c.sha[:12]} has no parent")
+            continue
+        base = c.parents[0]
+        split, reason, detail = _split_change(repo, base, c.sha, cfg)
+        if split is None:
+            res.reject(iid, STAGE_MINE, reason, f"commit {c.sha[:12]}: {detail}")
+            continue
+        problem = _issue_text(metadata, issues)
+        source = metadata.source if problem and metadata is not None else "git_history"
+        if not problem:
+            problem = strip_closing_refs(c.message)
+        if not problem:
+            res.reject(iid, STAGE_MINE, "no_problem_statement", f"commit {c.sha[:12]}: empty message")
+            continue
+        out.append(_Change(key=iid, base=base, fix=c.sha, is_merge=c.is_merge, patch=split[0], test_patch=split[1],
+                           test_files=split[2], problem=problem, hints=_hints(metadata, issues, c.authored_at),
+                           source=source, issues=issues, created_at=c.authored_at, order=order))
+    return out
+
+
+def _finish(repo: GitRepo, name: str, repo_path: str, changes: list[_Change], res: MineResult) -> None:
+    """Dedupe by content, make ids unique, look up versions, emit rows."""
+    groups: dict[str, list[_Change]] = {}
+    for ch in changes:
+        groups.setdefault(ch.content_hash, []).append(ch)
+    kept, dupes = [], []
+    for group in groups.values():
+        group.sort(key=lambda ch: (ch.created_at, ch.is_merge, ch.order))
+        kept.append(group[0])
+        dupes.extend((d, group[0]) for d in group[1:])
+
+    kept.sort(key=lambda ch: (ch.created_at, ch.order))
+    used: Counter[str] = Counter()
+    ids: dict[int, str] = {}
+    for ch in kept:
+        used[ch.key] += 1
+        ids[id(ch)] = ch.key if used[ch.key] == 1 else f"{ch.key}_{used[ch.key]}"
+    for dup, orig in dupes:
+        res.reject(dup.key, STAGE_MINE, "duplicate_patch",
+                   f"commit {dup.fix[:12]} repeats the patch of {ids[id(orig)]} ({orig.fix[:12]})")
+
+    versions: dict[str, str | None] = {}
+    for ch in kept:
+        if ch.base not in versions:
+            try:
+                versions[ch.base] = detect_version(repo, ch.base)
+            except Exception as exc:   # a version is a nicety; never lose a candidate over it
+                log.debug("version lookup at %s failed: %s", ch.base, exc)
+                versions[ch.base] = None
+        res.candidates.append({
+            "instance_id": ids[id(ch)], "repo": name, "repo_path": repo_path, "base_commit": ch.base,
+            "fix_commit": ch.fix, "patch": ch.patch, "test_patch": ch.test_patch, "test_files": ch.test_files,
+            "problem_statement": ch.problem, "hints_text": ch.hints, "problem_source": ch.source,
+            "issue_numbers": ch.issues, "created_at": ch.created_at, "version": versions[ch.base],
+            "environment_setup_commit": ch.base,
+        })
+
+
+def mine_repo(handle: RepoHandle, cfg: MiningConfig, metadata: RepoMetadata | None = None, *,
+              first_parent: bool = True, check_filters: bool = True) -> MineResult:
+    """Candidates and rejections of one repository (see the module docstring).
+
+    ``metadata`` with PR records mines PRs; without PRs (None, or issues only) the git history is mined
+    and the issues, if given, supply problem statements and hints.
+    """
+    res = MineResult(repo=handle.name)
+    with GitRepo(handle.path) as repo:
+        if repo.head() is None:
+            res.stats["inputs"] += 1
+            res.reject(None, STAGE_REPO, "empty_repo", f"{handle.name} has no commits")
+            return res
+        if check_filters:
+            verdict = check_repo(repo, handle.name, cfg.filters)
+            if verdict is not None:
+                res.stats["inputs"] += 1
+                res.reject(None, STAGE_REPO, verdict[0], verdict[1])
+                return res
+        if metadata is not None and metadata.prs:
+            changes = _mine_prs(repo, handle.name, cfg, metadata, res)
+        else:
+            changes = _mine_history(repo, handle.name, cfg, metadata, res, first_parent)
+        _finish(repo, handle.name, handle.path, changes, res)
+    res.stats["candidates"] = len(res.candidates)
+    res.stats["rejected"] = len(res.rejected)
+    return res
+
+
+def fetch_github_metadata(client: GitHubClient, repo: str, *, max_pages: int | None = None) -> RepoMetadata:
+    """Closed PRs of ``owner/name`` and the issues their merged ones close (with comments)."""
+    prs = list(client.pulls(repo, state="closed", max_pages=max_pages))
+    wanted: list[int] = []
+    for pr in prs:
+        if pr.get("merged_at"):
+            for n in parse_closing_refs(f"{pr['title']}\n{pr['body']}", repo):
+                if n not in wanted and n != pr["number"]:
+                    wanted.append(n)
+    issues = {}
+    for n in wanted:
+        issue = client.issue(repo, n)
+        if issue is not None:
+            issues[n] = issue
+    return RepoMetadata(prs=prs, issues=issues, source="github")
+
+
+# ---------------------------------------------------------------------------------- Spark job
+
+# One output per repo task: candidate columns (nullable) + rejection columns + which one a row is.
+MINED_SCHEMA = pa.schema(
+    [f.with_nullable(True) for f in CANDIDATE_SCHEMA]
+    + [f.with_nullable(True) for f in REJECTED_SCHEMA if f.name not in CANDIDATE_SCHEMA.names]
+    + [pa.field("kind", pa.string())])
+
+
+def _spec_rows(repo_specs: Iterable[str | dict]) -> list[tuple[str, str | None, str | None]]:
+    rows = []
+    for s in repo_specs:
+        if isinstance(s, dict):
+            unknown = set(s) - {"spec", "name", "export"}
+            if "spec" not in s or unknown:
+                raise SkycurateError(f"repo spec {s!r}: expected keys spec[, name, export]")
+            rows.append((str(s["spec"]), s.get("name"), s.get("export")))
+        else:
+            rows.append((str(s), None, None))
+    return rows
+
+
+def _rows_to_batch(result: MineResult) -> pa.RecordBatch:
+    rows = [{**c, "kind": "candidate"} for c in result.candidates] + [{**r, "kind": "rejected"} for r in result.rejected]
+    return pa.RecordBatch.from_pylist(rows, schema=MINED_SCHEMA)
+
+
+def mine_spec(spec: str, name: str | None, export: str | None, cfg: MiningConfig, cache_dir: str | None,
+              shared_export: str | None = None, github: bool = False, first_parent: bool = True) -> MineResult:
+    """Resolve one repo spec, get its metadata, mine it. Never raises: failures become rejections."""
+    try:
+        handle = resolve_repo(spec, cache_dir, name=name)
+    except RepoError as exc:
+        res = MineResult(repo=name or spec_name(spec))
+        res.stats["inputs"] += 1
+        res.reject(None, STAGE_CLONE, "clone_failed", str(exc))
+        return res
+    try:
+        metadata = None
+        if export:
+            metadata = load_export(export, repo=handle.name)
+        elif shared_export:
+            metadata = load_export(shared_export, repo=handle.name)
+        elif github and not handle.name.startswith("local/"):
+            from pathlib import Path
+
+            etags = str(Path(cache_dir) / "_github") if cache_dir else None
+            with GitHubClient.from_config(cfg, cache_dir=etags) as client:
+                metadata = fetch_github_metadata(client, handle.name)
+        return mine_repo(handle, cfg, metadata, first_parent=first_parent)
+    except Exception as exc:  # one bad repo never fails the job
+        log.warning("mining %s failed: %s", handle.name, exc)
+        res = MineResult(repo=handle.name)
+        res.stats["inputs"] += 1
+        line = (str(exc).strip().splitlines() or [""])[0]
+        res.reject(None, STAGE_MINE, "mine_error", f"{type(exc).__name__}: {line[:500]}")
+        return res
+
+
+def _mine_batch(batch: pa.RecordBatch, cfg: MiningConfig, cache_dir: str | None, shared_export: str | None,
+                github: bool, first_parent: bool) -> Iterator[pa.RecordBatch]:
+    for row in batch.to_pylist():
+        result = mine_spec(row["spec"], row["name"], row["export"], cfg, cache_dir, shared_export, github, first_parent)
+        try:
+            out = _rows_to_batch(result)
+        except (pa.ArrowException, UnicodeError) as exc:   # a row Arrow cannot hold: the repo is one rejection
+            failed = MineResult(repo=result.repo)
+            failed.reject(None, STAGE_MINE, "mine_error", f"{type(exc).__name__}: {str(exc)[:500]}")
+            out = _rows_to_batch(failed)
+        yield out
+
+
+def mine_on_spark(spark: SparkSession, repo_specs: Iterable[str | dict], cfg: MiningConfig, *,
+                  cache_dir: str | None = None, export: str | None = None, github: bool = False,
+                  first_parent: bool = True, scratch: str | None = None) -> tuple[DataFrame, DataFrame]:
+    """(candidates in ``CANDIDATE_SCHEMA``, rejections in ``REJECTED_SCHEMA``): one Spark task per repo.
+
+    ``repo_specs``: local paths or git URLs, or dicts ``{"spec", "name"?, "export"?}`` (a per-repo
+    export). ``export``: one export for all repos (records filtered by their ``repo``). ``github``:
+    fetch PRs/issues from the GitHub API for repos without an export. ``cache_dir``: bare clones
+    (default ``cfg.cache_dir``). Mining runs once: its small output is written to ``scratch`` (a Spark
+    URL the caller owns) or, without one, kept with ``localCheckpoint``.
+    """
+    from pyspark.sql import functions as F
+
+    from skycurate.spark import flat_map_batches
+
+    rows = _spec_rows(repo_specs)
+    cache_dir = cache_dir or cfg.cache_dir
+    if not rows:
+        from skycurate.spark import spark_schema
+
+        empty_c = spark.createDataFrame([], spark_schema(CANDIDATE_SCHEMA))
+        return empty_c, spark.createDataFrame([], spark_schema(REJECTED_SCHEMA))
+    rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))   # exactly one repo per task
+    specs = spark.createDataFrame(rdd, "spec string, name string, export string")
+    mined = flat_map_batches(specs, partial(_mine_batch, cfg=cfg, cache_dir=cache_dir, shared_export=export,
+                                            github=github, first_parent=first_parent), MINED_SCHEMA)
+    if scratch:
+        mined.write.mode("overwrite").parquet(scratch)
+        mined = spark.read.parquet(scratch)
+    else:
+        mined = mined.localCheckpoint(eager=True)
+    candidates = mined.filter(F.col("kind") == "candidate").select(*CANDIDATE_SCHEMA.names)
+    rejected = mined.filter(F.col("kind") == "rejected").select(*REJECTED_SCHEMA.names)
+    return candidates, rejected

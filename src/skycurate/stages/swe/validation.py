@@ -1,0 +1,69 @@
+"""From test statuses to a verdict: FAIL_TO_PASS, PASS_TO_PASS, flaky tests, and why an
+instance is rejected. Pure: the sandbox runs the tests, this decides what the runs mean.
+
+Conventions (SWE-bench, SWE-bench-Live):
+
+- pre = the repo at base_commit with ``test_patch`` applied; post = the same plus the gold ``patch``,
+  run ``post_repeats`` times.
+- A test *passes* post only if it passed in every post run (PASSED, or XFAIL: an expected failure
+  that failed as expected).
+- FAIL_TO_PASS: passes post, and did not pass pre (failed, errored, or was not even collected:
+  a test added by ``test_patch`` for a function the fix introduces fails at import time, which
+  pytest reports once per file, not per test).
+- PASS_TO_PASS: passed pre and passes post.
+- Flaky: a test whose outcome differs between post runs. Any flaky test rejects the instance
+  (``flaky_tests``); the tests are recorded.
+- Regression: passed pre, fails in every post run. Rejects (``p2p_regression``).
+- Empty FAIL_TO_PASS rejects (``no_fail_to_pass``): the tests do not show the bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+PASS_STATUSES = frozenset({"PASSED", "XFAIL"})
+
+
+@dataclass
+class Verdict:
+    fail_to_pass: list[str]
+    pass_to_pass: list[str]
+    flaky: list[str]
+    regressed: list[str]
+    reason: str | None = None            # None = valid instance
+    detail: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.reason is None
+
+
+def _passed(status: str | None) -> bool:
+    return status in PASS_STATUSES
+
+
+def classify(pre: Mapping[str, str], posts: Sequence[Mapping[str, str]]) -> Verdict:
+    """The verdict of one instance from its pre run and its post runs (test id -> status)."""
+    if not posts:
+        raise ValueError("at least one post run is needed")
+    tests = sorted(set().union(*[set(p) for p in posts]))
+    flaky = [t for t in tests if len({_passed(p.get(t)) for p in posts}) > 1]
+    always = [t for t in tests if t not in flaky and all(_passed(p.get(t)) for p in posts)]
+    f2p = [t for t in always if not _passed(pre.get(t))]
+    p2p = [t for t in always if _passed(pre.get(t))]
+    regressed = sorted(t for t in pre if _passed(pre[t]) and t not in flaky and not any(_passed(p.get(t)) for p in posts))
+    verdict = Verdict(f2p, p2p, flaky, regressed,
+                      counts={"tests": len(tests), "f2p": len(f2p), "p2p": len(p2p), "flaky": len(flaky),
+                              "regressed": len(regressed)})
+    if flaky:
+        verdict.reason, verdict.detail = "flaky_tests", ", ".join(flaky[:10])
+    elif regressed:
+        verdict.reason, verdict.detail = "p2p_regression", ", ".join(regressed[:10])
+    elif not f2p:
+        failing = [t for t in tests if not _passed(posts[0].get(t))]
+        verdict.reason = "no_fail_to_pass"
+        verdict.detail = ("the gold patch leaves these tests failing: " + ", ".join(failing[:10]) if failing
+                          else "no test fails before the gold patch")
+    return verdict

@@ -1,0 +1,32 @@
+"""Docker fixtures of the SWE sandbox tests: one daemon client and one base image per session.
+
+No daemon is a failure with a clear message, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from skycurate.sandbox import SandboxError, client
+
+    try:
+        return client()
+    except SandboxError as exc:
+        message = str(exc)
+    pytest.fail(f"{message} -- the sandbox tests need a running Docker daemon", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """``skycurate/base:py3.11-<hash>``: built locally on first use (a few minutes), then reused."""
+    from skycurate.sandbox import ensure_base_image
+
+    t0 = time.monotonic()
+    tag = ensure_base_image("3.11")
+    print(f"\nbase image {tag} ready in {time.monotonic() - t0:.1f}s")
+    return tag

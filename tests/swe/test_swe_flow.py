@@ -1,0 +1,143 @@
+"""The SWE mining flow end to end against the real Docker daemon: fixture repositories with a real
+bug fix, an incomplete fix, a flaky test, a failing install, a hanging test and non-UTF-8 output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skycurate import catalog
+from skycurate.cli import app
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fixture_repos  # noqa: E402
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness", "spark", "base_image"), pytest.mark.integration]
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def _leftover_containers() -> list:
+    from skycurate.sandbox.run import list_containers
+
+    return list_containers()
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    root = tmp_path_factory.mktemp("swe")
+    fixtures = fixture_repos.build_all(root / "repos")
+    export = fixture_repos.write_export(fixtures, root / "issues.jsonl")
+    store = str(root / "store")
+    args = ["run", "swe", "--store", store, "--prs", str(export), "--workers", "2", "--timeout", "20", "--json"]
+    for f in fixtures.values():
+        args += ["--repos", str(f.path)]
+    result = _cli(*args)
+    assert result.exit_code == 0, result.output
+    return {"fixtures": fixtures, "store": store, "args": args, "out": json.loads(result.stdout)}
+
+
+def test_each_fixture_ends_where_it_should(mined):
+    store, fixtures = mined["store"], mined["fixtures"]
+    instances = {r["instance_id"]: r for r in catalog.open("swe/instances@latest", store=store).to_table().to_pylist()}
+    rejected = {r["instance_id"]: r for r in catalog.open("swe/rejected@latest", store=store).to_table().to_pylist()}
+    for f in fixtures.values():
+        if f.outcome == "valid" and not f.flaky_tests:
+            row = instances.get(f.instance_id)
+            assert row is not None, (f.key, rejected.get(f.instance_id))
+            assert sorted(row["FAIL_TO_PASS"]) == sorted(f.fail_to_pass)
+            assert sorted(row["PASS_TO_PASS"]) == sorted(f.pass_to_pass)
+            assert row["image_tag"].startswith("skycurate/instance:") and row["install_recipe"]
+            assert json.loads(row["runs"])[0]["run"] == "pre" and len(json.loads(row["runs"])) == 4
+            assert row["base_commit"] == f.base_commit and "fixes #" not in (row["problem_statement"] or "")
+        else:
+            assert f.instance_id in rejected, (f.key, instances.get(f.instance_id))
+    assert rejected[fixtures["nopass"].instance_id]["reason"] == "no_fail_to_pass"
+    assert rejected[fixtures["badinstall"].instance_id]["stage"] == "install"
+    assert rejected[fixtures["badinstall"].instance_id]["reason"] == "install_failed"
+    assert "this-package-does-not-exist-skycurate" in rejected[fixtures["badinstall"].instance_id]["detail"]
+    assert rejected[fixtures["hang"].instance_id]["reason"] == "timeout"
+    assert rejected[fixtures["flaky"].instance_id]["reason"] == "flaky_tests"
+    m = catalog.manifest("swe/instances@latest", store=store)
+    assert fixtures["flaky"].instance_id in m.stats["flaky"]
+    # The non-UTF-8 log did not drop its instance, and the log is on disk.
+    nonutf8 = instances[fixtures["nonutf8"].instance_id]
+    assert Path(nonutf8["log_dir"], "pre.log").read_text(encoding="utf-8").count("\ufffd") >= 1
+
+
+def test_funnel_reconciles_and_nothing_is_left_behind(mined):
+    from skycurate.sandbox.images import image_exists
+
+    store = mined["store"]
+    m = catalog.manifest("swe/instances@latest", store=store)
+    steps = {s["stage"]: s for s in m.stats["funnel"]}
+    n_candidates = catalog.manifest("swe/candidates@latest", store=store).num_rows
+    assert steps["repos"]["rows_in"] == len(mined["fixtures"])
+    assert steps["candidates"]["rows_out"] == n_candidates == len(mined["fixtures"])
+    assert steps["validated"]["rows_out"] == m.num_rows
+    assert m.num_rows + sum(1 for r in catalog.open("swe/rejected@latest", store=store).to_table().to_pylist()
+                            if r["stage"] in ("recipe", "install", "validate")) == n_candidates
+    assert not _leftover_containers()
+    for row in catalog.open("swe/instances@latest", store=store).to_table().to_pylist():
+        assert not image_exists(row["image_tag"])  # instance images are removed after validation
+    assert Path(store, "swe/instances", m.version, "_funnel.png").exists()
+
+
+def test_rerun_is_cached_and_forced_rerun_reuses_finished_validations(mined):
+    store = mined["store"]
+    first = catalog.manifest("swe/instances@latest", store=store)
+    again = json.loads(_cli(*mined["args"]).stdout)
+    assert again["datasets"]["instances"]["ref"] == f"swe/instances@{first.version}"  # cached: nothing re-ran
+    calc = mined["fixtures"]["calc"]
+    pre_log = next(Path(first.stats["work"], "logs").glob(f"{calc.instance_id}*")) / "pre.log"
+    mtime = pre_log.stat().st_mtime_ns
+    forced = _cli(*mined["args"], "--force")
+    assert forced.exit_code == 0, forced.output
+    assert pre_log.stat().st_mtime_ns == mtime  # the journal made the forced run skip finished instances
+    latest = catalog.open("swe/instances@latest", store=store).to_table().to_pylist()
+    assert sorted(r["instance_id"] for r in latest) == sorted(
+        r["instance_id"] for r in catalog.open(f"swe/instances@{first.version}", store=store).to_table().to_pylist())
+
+
+def test_patch_validation_resolves_the_gold_patch_only(mined, tmp_path):
+    store = mined["store"]
+    calc = next(r for r in catalog.open("swe/instances@latest", store=store).to_table().to_pylist()
+                if r["instance_id"] == mined["fixtures"]["calc"].instance_id)
+    assert "+    for _ in range(b):" in calc["patch"]
+    wrong = calc["patch"].replace("+    for _ in range(b):", "+    for _ in range(b + 1):")  # off by one the other way
+    patches = tmp_path / "patches.jsonl"
+    patches.write_text("\n".join(json.dumps(r) for r in [
+        {"instance_id": calc["instance_id"], "patch": calc["patch"], "model": "gold", "id": "gold"},
+        {"instance_id": calc["instance_id"], "model_patch": "", "model": "empty", "id": "empty"},
+        {"instance_id": calc["instance_id"], "patch": wrong, "model": "wrong", "id": "wrong"},
+        {"instance_id": "nobody__nothing-1", "patch": calc["patch"], "id": "unknown"},
+    ]) + "\n")
+    result = _cli("run", "swe-validate-patches", "--instances", "swe/instances@latest", "--patches", str(patches),
+                  "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["patch_id"]: r for r in catalog.open("swe/patch_validations@latest", store=store).to_table().to_pylist()}
+    assert rows["gold"]["resolved"] and rows["gold"]["f2p_passed"] == rows["gold"]["f2p_total"] > 0
+    assert not rows["empty"]["resolved"] and rows["empty"]["reason"] == "tests_fail"
+    assert not rows["wrong"]["resolved"] and "tests/test_calc.py::test_add" in rows["wrong"]["failing_tests"]
+    assert rows["unknown"]["reason"] == "unknown_instance"
+    assert not _leftover_containers()
+
+
+def test_daemon_down_is_one_clear_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    from skycurate.sandbox import daemon
+
+    daemon.reset_client()
+    try:
+        result = _cli("run", "swe", "--repos", str(tmp_path), "--store", str(tmp_path / "s"))
+    finally:
+        monkeypatch.delenv("DOCKER_HOST")
+        daemon.reset_client()
+    assert result.exit_code != 0 and "Docker daemon not reachable" in result.output
+    assert "Traceback" not in result.output

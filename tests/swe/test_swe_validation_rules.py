@@ -1,0 +1,53 @@
+"""FAIL_TO_PASS / PASS_TO_PASS / flaky / regression rules on hand-written test statuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from skycurate.stages.swe.validation import classify
+
+P, F, E = "PASSED", "FAILED", "ERROR"
+
+
+def test_fail_to_pass_and_pass_to_pass():
+    pre = {"t::a": F, "t::b": P, "t::c": P}
+    post = {"t::a": P, "t::b": P, "t::c": P}
+    v = classify(pre, [post, post, post])
+    assert v.valid and v.fail_to_pass == ["t::a"] and v.pass_to_pass == ["t::b", "t::c"]
+
+
+def test_tests_not_collected_before_the_fix_count_as_fail_to_pass():
+    # test_patch adds tests of a function the fix introduces: pytest errors on the file before.
+    pre = {"tests/test_new.py": E, "tests/test_old.py::test_x": P}
+    post = {"tests/test_new.py::test_y": P, "tests/test_old.py::test_x": P}
+    v = classify(pre, [post])
+    assert v.valid and v.fail_to_pass == ["tests/test_new.py::test_y"]
+    assert v.pass_to_pass == ["tests/test_old.py::test_x"]
+
+
+def test_flaky_test_rejects_and_is_recorded():
+    pre = {"a": F, "b": P}
+    v = classify(pre, [{"a": P, "b": P}, {"a": P, "b": F}, {"a": P, "b": P}])
+    assert v.reason == "flaky_tests" and v.flaky == ["b"] and "b" not in v.pass_to_pass
+
+
+def test_regression_rejects():
+    v = classify({"a": F, "b": P}, [{"a": P, "b": F}] * 3)
+    assert v.reason == "p2p_regression" and v.regressed == ["b"]
+
+
+def test_regression_when_a_passing_test_disappears_after_the_patch():
+    v = classify({"a": F, "b": P}, [{"a": P}])
+    assert v.reason == "p2p_regression" and v.regressed == ["b"]
+
+
+def test_empty_fail_to_pass_rejects_with_the_still_failing_tests():
+    v = classify({"a": F, "b": P}, [{"a": F, "b": P}] * 3)
+    assert v.reason == "no_fail_to_pass" and "a" in v.detail and not v.fail_to_pass
+
+
+def test_a_test_must_pass_in_every_post_run():
+    v = classify({"a": F}, [{"a": P}, {"a": P}, {"a": E}])
+    assert v.reason == "flaky_tests"
+    with pytest.raises(ValueError):
+        classify({"a": F}, [])
