@@ -141,3 +141,14 @@ def test_daemon_down_is_one_clear_line(monkeypatch, tmp_path):
         daemon.reset_client()
     assert result.exit_code != 0 and "Docker daemon not reachable" in result.output
     assert "Traceback" not in result.output
+
+
+def test_workers_can_be_pointed_at_another_docker_host(tmp_path):
+    from skycurate.sandbox import SandboxError, client
+    from skycurate.sandbox.daemon import use_host
+
+    default = client()
+    with use_host(f"unix://{tmp_path}/other.sock"):
+        with pytest.raises(SandboxError, match="other.sock"):
+            client()
+    assert client() is default and client().ping()

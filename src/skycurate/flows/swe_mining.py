@@ -101,13 +101,11 @@ def funnel(n_repos: int, repos_rejected: int, n_candidates: int, outcomes: list[
 def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_repos: int, python: str,
              cfg: ValidationConfig) -> dict[str, DatasetRef]:
     from skycurate.reporting import funnel_chart_png
-    from skycurate.sandbox.images import ensure_base_image
     from skycurate.stages.swe.validate import validate_all
 
     catalog = Catalog(store)
     if not catalog.is_local:
         raise SkycurateError("the swe flow keeps validation logs and its journal in the store: use a local store")
-    ensure_base_image(python)
     rows = catalog.open(candidates).to_table().to_pylist()
     work = Path(catalog.root) / "_work" / NAMESPACE / f"{candidates.name.replace('/', '_')}-{candidates.version}"
 

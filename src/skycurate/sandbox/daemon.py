@@ -25,7 +25,26 @@ _local = threading.local()
 
 
 def daemon_address() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return getattr(_local, "host", None) or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+@contextlib.contextmanager
+def use_host(url: str | None) -> Iterator[None]:
+    """Talk to the daemon at ``url`` (``unix://``, ``tcp://``, ``ssh://``) in this thread; None = the
+    default (``$DOCKER_HOST`` or the local socket). Validation spreads its workers over hosts this way."""
+    if url is None:
+        yield
+        return
+    before_host, before_client = getattr(_local, "host", None), getattr(_local, "client", None)
+    _local.host, _local.client = url, None
+    try:
+        yield
+    finally:
+        cli = getattr(_local, "client", None)
+        if cli is not None:
+            with contextlib.suppress(Exception):
+                cli.close()
+        _local.host, _local.client = before_host, before_client
 
 
 def _not_reachable(exc: BaseException) -> SandboxError:
@@ -47,7 +66,9 @@ def client() -> docker.DockerClient:
     if cached is not None:
         return cached
     try:
-        cli = docker.from_env(timeout=API_TIMEOUT_S)
+        host = getattr(_local, "host", None)
+        cli = (docker.DockerClient(base_url=host, timeout=API_TIMEOUT_S, use_ssh_client=host.startswith("ssh://"))
+               if host else docker.from_env(timeout=API_TIMEOUT_S))
         cli.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise _not_reachable(exc) from exc

@@ -87,7 +87,11 @@ class ValidationConfig(StrictModel):
     """Before/after test runs and what counts as a valid instance."""
 
     post_repeats: int = Field(default=3, ge=1, description="post-patch runs; a test passes only if it passes all")
-    workers: int = Field(default=2, ge=1, description="instances validated in parallel")
+    workers: int = Field(default=2, ge=1, description="instances validated in parallel (per Docker host)")
+    docker_hosts: list[str] = Field(
+        default_factory=list,
+        description="Docker daemons to spread validation over (unix://, tcp://, ssh://user@host); empty = the "
+                    "local daemon or $DOCKER_HOST. Each host builds its own base/env images on first use")
     keep_images: bool = Field(default=False, description="keep instance images after validation")
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
 

@@ -13,10 +13,12 @@ are already there, so a killed run redoes only the instances it had not finished
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -34,7 +36,7 @@ STAGE_RECIPE, STAGE_INSTALL, STAGE_VALIDATE = "recipe", "install", "validate"
 def outcome_key(candidate: dict[str, Any], cfg: ValidationConfig, python: str) -> str:
     payload = {k: candidate.get(k) for k in ("instance_id", "repo", "base_commit", "patch", "test_patch",
                                              "test_files")}
-    payload["cfg"] = cfg.model_dump(mode="json", exclude={"workers", "keep_images"})
+    payload["cfg"] = cfg.model_dump(mode="json", exclude={"workers", "keep_images", "docker_hosts"})
     payload["python"] = python
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -173,14 +175,27 @@ def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, wo
         log.info("swe validation: %d of %d candidates already validated; %d to go", len(outcomes), len(cands),
                  len(todo))
 
+    from skycurate.sandbox.daemon import use_host
+    from skycurate.sandbox.images import ensure_base_image
+
+    hosts: list[str | None] = list(cfg.docker_hosts) or [None]
+    for host in hosts:
+        with use_host(host):
+            ensure_base_image(python)
+    slots = threading.local()
+    counter = itertools.count()
+
     def one(i: int, c: dict, key: str) -> tuple[int, dict]:
+        if not hasattr(slots, "host"):  # each worker thread sticks to one host, round-robin
+            slots.host = hosts[next(counter) % len(hosts)]
         t0 = time.perf_counter()
-        out = validate_candidate(c, cfg, logs_dir / safe_name(c["instance_id"]), python)
+        with use_host(slots.host):
+            out = validate_candidate(c, cfg, logs_dir / safe_name(c["instance_id"]), python)
         out["seconds"] = round(time.perf_counter() - t0, 2)
         _write_atomic(results_dir / f"{key}.json", out)
         return i, out
 
-    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+    with ThreadPoolExecutor(max_workers=cfg.workers * len(hosts)) as pool:
         futures = [pool.submit(one, *t) for t in todo]
         for n, fut in enumerate(as_completed(futures), 1):
             i, out = fut.result()  # SandboxError (daemon gone) propagates: finished work is journalled
