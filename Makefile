@@ -6,8 +6,11 @@ STORE ?= ./store
 SAMPLE ?= ./sample
 SKY := $(VENV)/bin/skycurate
 STAMP := $(VENV)/.installed
+# vLLM lives in its own virtualenv: its fastapi pin conflicts with Prefect's.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install demo test clean bench
+.PHONY: install vllm demo test clean bench
 
 install: $(STAMP)
 
@@ -35,7 +38,7 @@ demo: install
 	$(SKY) run swe --repos $(SAMPLE)/swe/textkit --prs $(SAMPLE)/swe/issues.jsonl --store $(STORE)
 
 # pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
-test: install
+test: install vllm
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; the suite must never be empty"; exit 1; fi; \
 	exit $$rc
@@ -48,4 +51,4 @@ bench: install
 	$(PY) benchmarks/web_throughput.py
 
 clean:
-	rm -rf $(VENV) $(STORE) $(SAMPLE) .venv-bench .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(STORE) $(SAMPLE) .venv-bench .pytest_cache build src/*.egg-info

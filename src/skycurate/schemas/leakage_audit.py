@@ -84,6 +84,10 @@ class AuditConfig(StrictModel):
     require_significant: bool = Field(
         default=True,
         description="a flag also needs the bootstrap CI of its Delta to exclude 0 on the flagged side")
+    vllm_python: str | None = Field(
+        default=None,
+        description="interpreter of a separate vLLM virtualenv (vLLM and Prefect cannot share one); default "
+                    "$SKYCURATE_VLLM_PYTHON, else .venv-vllm next to the running virtualenv")
     vllm_options: dict[str, Any] = Field(
         default_factory=dict, description="extra keyword arguments for vllm.LLM(...) (engine=vllm only)")
 

@@ -23,9 +23,20 @@ class EngineError(SkycurateError):
 def open_scorer(model_dir: str | os.PathLike, cfg: AuditConfig) -> TokenScorer:
     """The scorer for ``cfg.engine`` over the model in the local folder ``model_dir``."""
     if cfg.engine == "vllm":
-        from skycurate.connectors.llm.scoring import VllmScorer
+        import importlib.util
 
-        return VllmScorer(model_dir, cfg)
+        if importlib.util.find_spec("vllm") is not None:  # vLLM in this interpreter (e.g. a GPU image)
+            from skycurate.connectors.llm.scoring import VllmScorer
+
+            return VllmScorer(model_dir, cfg)
+        from skycurate.connectors.llm.vllm_process import VllmProcessScorer, find_vllm_python
+
+        python = find_vllm_python(cfg.vllm_python)
+        if python is None:
+            raise EngineError("vllm is not installed here and no vLLM interpreter was found: set "
+                              "audit.vllm_python or $SKYCURATE_VLLM_PYTHON (e.g. .venv-vllm/bin/python, "
+                              "made by `make vllm`), or use engine=transformers")
+        return VllmProcessScorer(model_dir, cfg, python)
     from skycurate.connectors.llm.transformers_scorer import TransformersScorer
 
     return TransformersScorer(model_dir, cfg)
