@@ -116,10 +116,11 @@ def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: Mi
     catalog = Catalog(store)
     session = get_spark(spark)
     previous = read_dataset(session, previous_index) if previous_index else None
-    out = pipeline.dedup(pipeline.kept(read_dataset(session, filtered)), exact, minhash, previous)
     parents = [filtered] + ([previous_index] if previous_index else [])
     try:
-        return catalog.publish(f"{NAMESPACE}/deduped", out, parents, current_producer(minhash))
+        with catalog.scratch("dedup") as scratch:
+            out = pipeline.dedup(pipeline.kept(read_dataset(session, filtered)), exact, minhash, previous, scratch)
+            return catalog.publish(f"{NAMESPACE}/deduped", out, parents, current_producer(minhash))
     finally:
         pipeline.release(session)
 
@@ -128,10 +129,11 @@ def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: Mi
 def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: FileFingerprint | None,
              spark: SparkConfig) -> DatasetRef:
     catalog, session = Catalog(store), get_spark(spark)
-    out, threshold = pipeline.classify(pipeline.kept(read_dataset(session, deduped)), cfg)
     try:
-        return catalog.publish(f"{NAMESPACE}/scored", out, [deduped], current_producer(cfg),
-                               {"quality_threshold": threshold})
+        with catalog.scratch("classify") as scratch:
+            out, threshold = pipeline.classify(pipeline.kept(read_dataset(session, deduped)), cfg, scratch)
+            return catalog.publish(f"{NAMESPACE}/scored", out, [deduped], current_producer(cfg),
+                                   {"quality_threshold": threshold})
     finally:
         pipeline.release(session)
 

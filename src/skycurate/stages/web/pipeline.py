@@ -139,27 +139,42 @@ def filter_and_deboilerplate(df: "DataFrame", lid: LidConfig, safety: SafetyConf
 
 # ---- dedup --------------------------------------------------------------------------------
 
+def _materialize(df: "DataFrame", scratch: str | None, name: str) -> "DataFrame":
+    """Compute ``df`` once for several later reads.
+
+    With ``scratch`` (a Spark URL the caller removes) it is written there as Parquet and read
+    back: the Parquet writer's memory is bounded by its row group. Spark's cache (even
+    ``DISK_ONLY``) first builds 10,000-row column batches in the heap, which ran a 1M-document
+    run out of a 2g heap. Without ``scratch`` (direct callers, tests) the cache is used.
+    """
+    if scratch is None:
+        from pyspark import StorageLevel
+
+        return df.persist(StorageLevel.DISK_ONLY)
+    path = f"{scratch.rstrip('/')}/{name}"
+    df.write.mode("overwrite").option("compression", "zstd").parquet(path)
+    return df.sparkSession.read.parquet(path)
+
+
 def dedup(df: "DataFrame", exact: ExactDedupConfig, minhash: MinHashConfig,
-          previous: "DataFrame | None" = None) -> "DataFrame":
+          previous: "DataFrame | None" = None, scratch: str | None = None) -> "DataFrame":
     """Exact dedup on the normalised-text hash, then MinHash LSH near-dedup of the survivors.
 
     ``previous`` is an earlier version's index (id, text_hash, minhash_bands, minhash_sig):
     documents matching it are duplicates of pages already published.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from skycurate.stages.web.exact_dedup import TEXT_HASH, exact_dedup
     from skycurate.stages.web.minhash import MINHASH
     from skycurate.stages.web.near_dedup import near_dedup
 
-    # On disk, not in the heap: executor memory stays for joins and shuffles, whatever the corpus size.
-    hashed = chain_on_spark(df, [(TEXT_HASH, None), (MINHASH, minhash)]).persist(StorageLevel.DISK_ONLY)
+    hashed = _materialize(chain_on_spark(df, [(TEXT_HASH, None), (MINHASH, minhash)]), scratch, "hashed")
     if exact.enabled:
         exact_done = exact_dedup(hashed, previous.select("id", "text_hash") if previous is not None else None)
     else:
         exact_done = _with_empty_verdicts(hashed)
-    exact_done = exact_done.persist(StorageLevel.DISK_ONLY)
+    exact_done = _materialize(exact_done, scratch, "exact_done")
     prev_index = previous.select("id", "minhash_bands", "minhash_sig") if previous is not None else None
     near = near_dedup(kept(exact_done), minhash, previous_index=prev_index)
     return exact_done.filter(F.col(REJECT_REASON).isNotNull()).unionByName(near.annotated, allowMissingColumns=True)
@@ -167,7 +182,7 @@ def dedup(df: "DataFrame", exact: ExactDedupConfig, minhash: MinHashConfig,
 
 # ---- quality classifier -----------------------------------------------------------------
 
-def classify(df: "DataFrame", cfg: QualityModelConfig) -> tuple["DataFrame", float | None]:
+def classify(df: "DataFrame", cfg: QualityModelConfig, scratch: str | None = None) -> tuple["DataFrame", float | None]:
     """Score with the fastText quality model and apply the keep rule; no model = no-op (scores null)."""
     from pyspark.sql import functions as F
 
@@ -176,9 +191,7 @@ def classify(df: "DataFrame", cfg: QualityModelConfig) -> tuple["DataFrame", flo
 
     if cfg.model_path is None:
         return _with_empty_verdicts(df.withColumn("quality_score", F.lit(None).cast("double"))), None
-    from pyspark import StorageLevel
-
-    scored = QUALITY_SCORE.on_spark(df, cfg).persist(StorageLevel.DISK_ONLY)  # quantile + write: score once
+    scored = _materialize(QUALITY_SCORE.on_spark(df, cfg), scratch, "scored")  # quantile + write: score once
     threshold = cfg.threshold
     if threshold is None and cfg.top_fraction is not None:
         # A global quantile is an aggregation: nothing but the one number reaches the driver.
