@@ -71,3 +71,71 @@ def test_a_broken_vllm_interpreter_is_one_clear_error(model_dir, tmp_path):
     scorer = VllmProcessScorer(model_dir, AuditConfig(engine="vllm", device="cpu"), str(tmp_path / "nope" / "python"))
     with pytest.raises(EngineError, match="vllm worker"):
         scorer.score(["some text to score here"])
+
+
+@pytest.fixture(scope="module")
+def vllm_server(vllm_python, model_dir):
+    """A real `vllm serve` (OpenAI-compatible API server) of the tiny model on 127.0.0.1."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    log = open(Path(model_dir).parent / "vllm-serve.log", "w")
+    proc = subprocess.Popen([vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+                             "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+                             "--dtype", "float32", "--max-model-len", "512"], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"vllm serve exited ({proc.returncode}); see {log.name}", pytrace=False)
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"vllm serve did not come up in 240 s; see {log.name}", pytrace=False)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_reference_builder_through_a_real_vllm_server(vllm_server, model_dir, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from skycurate import catalog
+    from skycurate.cli import app
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "test.jsonl").write_text("".join(json.dumps({"text": t}) + "\n"
+                                              for t in tiny_lm.arithmetic_problems(12, seed=21)))
+    store = str(tmp_path / "store")
+    result = CliRunner().invoke(app, ["run", "leakage-reference", "--benchmark", f"arith={bench}", "--engine", "openai",
+                                      "--base-url", vllm_server, "--model", "tiny", "--samples", "5", "--store", store,
+                                      "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    items = catalog.open(out["datasets"]["reference"]["ref"], store=store).to_table().to_pylist()
+    assert 0 < len(items) <= 5 and all(i["engine"].startswith("openai:tiny@") for i in items)
+    assert out["stats"]["prompts_sent"] >= len(items)
