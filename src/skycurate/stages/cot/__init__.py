@@ -1,0 +1,1 @@
+"""CoT distillation stages: verification of sampled chains and the selection of SFT data."""
