@@ -6,7 +6,7 @@ of completions whose ``\\boxed{}`` answer is right, by difficulty (easy = 1 step
 padding), and the same with vLLM CPU (``.venv-vllm``) when it is there; greedy outputs of both
 engines are also compared text for text. Nothing here asserts a number.
 
-    .venv/bin/python benchmarks/cot_teacher.py [--n-train 48000] [--epochs 1] [--threads 1]
+    .venv/bin/python benchmarks/cot_teacher.py [--n-train 38400] [--epochs 1] [--threads 1]
         [--eval 200] [--samples 4] [--no-vllm] [--out DIR] [--json FILE]
 """
 
@@ -71,12 +71,12 @@ def run_vllm(python: str, teacher: Path, problems, samples: int, max_tokens: int
             "model": str(teacher), "prompts": [p.prompt for p in problems], "max_model_len": 256,
             "max_tokens": max_tokens, "chat": [p.question for p in problems],
             "runs": {"greedy": {"temperature": 0.0, "max_tokens": max_tokens},
-                     "sampled": {"n": samples, "temperature": 0.7, "max_tokens": max_tokens, "seed": 0}}}))
+                     "sampled": {"n": samples, "temperature": 0.7, "max_tokens": max_tokens}}}))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0", OMP_NUM_THREADS=str(threads))
         t = time.perf_counter()
         proc = subprocess.run([python, str(script), str(req), str(resp)], env=env, capture_output=True, text=True,
-                              timeout=900)
+                              timeout=900, check=False)
         if proc.returncode != 0 or not resp.is_file():
             raise RuntimeError(f"vLLM worker failed ({proc.returncode}): {proc.stderr[-2000:]}")
         out = json.loads(resp.read_text())
@@ -85,13 +85,14 @@ def run_vllm(python: str, teacher: Path, problems, samples: int, max_tokens: int
 
 
 def table(title: str, scores: dict) -> None:
-    cells = "  ".join(f"{k} {v['accuracy']:.0%} (pass@n {v['pass_at_n']:.0%}, {v['problems']})" for k, v in scores.items())
+    cells = "  ".join(f"{k} {v['accuracy']:.0%} (pass@n {v['pass_at_n']:.0%}, {v['problems']})"
+                      for k, v in scores.items())
     print(f"  {title:<22} {cells}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-train", type=int, default=48000)
+    ap.add_argument("--n-train", type=int, default=38400)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a busy 2-core machine)")
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--no-vllm", action="store_true")
     ap.add_argument("--out", help="teacher folder (default: a temporary one)")
+    ap.add_argument("--teacher", help="measure this already trained teacher (no training)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -110,13 +112,19 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory()
         out = Path(tmp.name) / "teacher"
-    cfg = cot.TeacherConfig(**{"threads": args.threads, **json.loads(args.config)})
-    report: dict = {}
-    print(f"training: {args.n_train} problems x {args.epochs} epoch(s), {cfg}")
-    cot.train_teacher(out, n_train=args.n_train, epochs=args.epochs, seed=args.seed, config=cfg, report=report,
-                      log=lambda m: print("  " + m, flush=True))
-    print(f"trained in {report['seconds']:.1f}s: {report['steps']} steps, {report['tokens']} tokens, "
-          f"{report['params']} parameters, loss by epoch {report['losses']}")
+    if args.teacher:
+        out = Path(args.teacher)
+        report = json.loads((out / "teacher.json").read_text())
+        args.seed = report["seed"]
+        print(f"teacher {out}: trained in {report['seconds']:.1f}s, {report['steps']} steps")
+    else:
+        cfg = cot.TeacherConfig(**{"threads": args.threads, **json.loads(args.config)})
+        report = {}
+        print(f"training: {args.n_train} problems x {args.epochs} epoch(s), {cfg}")
+        cot.train_teacher(out, n_train=args.n_train, epochs=args.epochs, seed=args.seed, config=cfg, report=report,
+                          log=lambda m: print("  " + m, flush=True))
+        print(f"trained in {report['seconds']:.1f}s: {report['steps']} steps, {report['tokens']} tokens, "
+              f"{report['params']} parameters, loss by epoch {report['losses']}")
     results: dict = {"train": report, "eval_problems": args.eval}
 
     held = cot.arithmetic_problems(args.eval, seed=10_000 + args.seed, exclude=cot.training_questions(out))

@@ -7,6 +7,7 @@ expected shape (accuracy belongs to ``benchmarks/cot_teacher.py``, not here)."""
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import operator
 import re
@@ -42,11 +43,12 @@ def test_problems_are_correct_and_solutions_reduce_step_by_step():
         chain = m.group(1).split("=")
         assert chain[0] == cot.compact(p.expression) and chain[-1] == m.group(2) == str(p.answer)
         assert len(chain) == p.steps + 1                                     # one reduction per step
-        for before, after in zip(chain, chain[1:]):                          # each step is right
+        for before, after in itertools.pairwise(chain):                      # each step is right
             assert _py_eval(before) == _py_eval(after)
             assert after.count("+") + after.count("-") + after.count("*") == \
                 before.count("+") + before.count("-") + before.count("*") - 1
         assert cot.extract_boxed(p.solution) == str(p.answer)
+        assert max(int(x) for x in re.findall(r"\d+", m.group(1))) <= cot.MAX_VALUE   # every number, every step
         # the question carries the expression's numbers, in order
         assert re.findall(r"\d+", p.question) == re.findall(r"\d+", p.expression)
         if p.answer_type == "math":
@@ -61,6 +63,8 @@ def test_problems_are_correct_and_solutions_reduce_step_by_step():
     assert [p.question for p in cot.arithmetic_problems(50, seed=3)] == [p.question for p in problems[:50]]
     adds = cot.arithmetic_problems(20, seed=1, kinds=("add",), exclude={problems[0].question})
     assert {p.kind for p in adds} == {"add"} and all(p.steps == 1 for p in adds)
+    wide = cot.arithmetic_problems(90, seed=3, max_value=999)
+    assert max(p.answer for p in wide) > 99 and all(p.answer == _py_eval(p.expression) > 0 for p in wide)
     with pytest.raises(ValueError, match="unknown problem kinds"):
         cot.arithmetic_problems(3, kinds=("division",))
 
@@ -117,6 +121,8 @@ def test_smoke_teacher_saves_a_loadable_model_and_writes_the_format(smoke_teache
     assert (out / "teacher.json").is_file() and (out / "config.json").is_file()
     conf = AutoConfig.from_pretrained(out, local_files_only=True)
     assert conf.model_type == "llama" and conf.head_dim == 32              # vLLM's CPU attention: 32/64/128
+    tok_conf = json.loads((out / "tokenizer_config.json").read_text())
+    assert tok_conf["tokenizer_class"] == "PreTrainedTokenizerFast" and tok_conf["model_max_length"] == 256
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
     ids = tok("Question: What is 123+45?\nAnswer:")["input_ids"]
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1

@@ -1,28 +1,30 @@
-"""A tiny arithmetic teacher for the CoT distillation demo (``cot_distill``), built on CPU.
+"""A tiny arithmetic teacher for the CoT distillation demo (``cot_distill``), trained on CPU.
 
-Model hubs are unreachable, so the demo trains its own teacher: synthetic arithmetic word
-problems with step-by-step solutions, a small tokenizer trained with ``tokenizers`` (every digit
-is its own token), and a small Llama model trained for a minute or two on 2 CPU cores. Distilling
-it yields a real mix of verified-correct and wrong chains, more often correct on easy problems.
+Model hubs are unreachable, so the demo trains its own teacher: synthetic arithmetic problems with
+step-by-step solutions, a small BPE tokenizer trained with ``tokenizers`` (every digit is its own
+token) and a 240k-parameter Llama model (hidden 64, 4 layers, 2 heads of 32) trained for about
+1800 steps on one CPU thread (2-3 minutes on the shared 2-core machine). It is right on roughly
+80% / 60% / 50% of held-out easy / medium / hard problems greedily, less when sampling, so
+distillation yields both verified-correct and wrong chains (``benchmarks/cot_teacher.py``).
 
-Prompt format (what the flow must send; :func:`format_prompt`)::
+Prompt format (what the flow must send, :func:`format_prompt`)::
 
-    Question: Tom has 23 apples and buys 3 bags of 12 apples. How many apples does Tom have now?
-    Answer:
+    "Question: " + question + "\nAnswer:"        # no trailing space
 
-i.e. ``"Question: " + question + "\\nAnswer:"`` (no trailing space). The tokenizer adds the BOS
-token itself (``add_special_tokens=True``, the default of transformers and vLLM), and the model
-continues with the solution and EOS::
+e.g. ``"Question: Nora has 78 stamps and buys 4 bags of 5. How many now?\nAnswer:"``. The tokenizer
+adds the BOS token itself (``add_special_tokens=True``, the default of transformers and vLLM's
+``generate``). The model continues with a space, the solution and EOS (generation stops there)::
 
-     <think>23 + 3 * 12 = 23 + 36 = 59</think> The answer is \\boxed{59}.
+     <think>78+4*5=78+20=98</think> The answer is \\boxed{98}.
 
-The saved folder also carries a chat template that renders one user message in exactly this
-format, so ``llm.chat`` / an OpenAI chat endpoint give the same prompt. Solutions always reduce
-the expression one operation at a time (multiplications first, then left to right), ending in
-``\\boxed{N}``.
+The saved folder also has a chat template rendering one user message as exactly this prompt (BOS
+included), so vLLM's ``llm.chat`` or an OpenAI-compatible chat endpoint give the same text.
+Solutions write the expression, then reduce it one operation at a time (the first ``*``, else the
+leftmost ``+``/``-``), without spaces, and end in ``\\boxed{N}``: :func:`extract_boxed` reads it.
 
-Difficulty = number of arithmetic steps: 1 (easy: one ``+``, ``-`` or ``*``), 2 (medium) and 3
-(hard); accuracy falls with the number of steps, which the selection stage relies on.
+Difficulty = number of arithmetic steps: 1 (easy: one ``+``, ``-`` or ``*``), 2 (medium), 3
+(hard); the teacher's accuracy falls with the steps, which the selection stage relies on. Every
+number (operands, intermediate results, answer) is at most ``MAX_VALUE`` = 99 by default.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pathlib import Path
 PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
 CHAT_TEMPLATE = ("{%- for message in messages -%}{%- if message['role'] == 'user' -%}"
                  "{{ bos_token }}Question: {{ message['content'] }}\nAnswer:"
-                 "{%- elif message['role'] == 'assistant' -%}{{ message['content'] }}{{ eos_token }}"
+                 "{%- elif message['role'] == 'assistant' -%}{{ ' ' ~ (message['content'] | trim) }}{{ eos_token }}"
                  "{%- endif -%}{%- endfor -%}")
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 LEVELS = {1: "easy", 2: "medium", 3: "hard"}
@@ -129,45 +131,46 @@ def extract_boxed(text: str) -> str | None:
 
 def _add(r):
     a, b = r.randint(10, 99), r.randint(10, 99)
-    return f"{a} + {b}", "{n} has {a} {o} and gets {b} more. How many {o} now?", dict(a=a, b=b)
+    return f"{a} + {b}", "{n} has {a} {o} and gets {b} more. How many {o} now?", {"a": a, "b": b}
 
 
 def _sub(r):
     a = r.randint(20, 99)
     b = r.randint(10, a - 1)
-    return f"{a} - {b}", "{n} has {a} {o} and gives away {b}. How many are left?", dict(a=a, b=b)
+    return f"{a} - {b}", "{n} has {a} {o} and gives away {b}. How many are left?", {"a": a, "b": b}
 
 
 def _mul(r):
     k, b = r.randint(2, 9), r.randint(2, 20)
-    return f"{k} * {b}", "{n} buys {k} {box} of {b} {o}. How many {o} in all?", dict(k=k, b=b)
+    return f"{k} * {b}", "{n} buys {k} {box} of {b} {o}. How many {o} in all?", {"k": k, "b": b}
 
 
 def _add_sub(r):
     a, b = r.randint(10, 99), r.randint(10, 99)
     c = r.randint(10, min(99, a + b - 1))
     return (f"{a} + {b} - {c}", "{n} has {a} {o}, gets {b} more, then gives away {c}. How many now?",
-            dict(a=a, b=b, c=c))
+            {"a": a, "b": b, "c": c})
 
 
 def _bags(r):
     a, k, b = r.randint(10, 99), r.randint(2, 9), r.randint(2, 20)
     return (f"{a} + {k} * {b}", "{n} has {a} {o} and buys {k} {box} of {b}. How many now?",
-            dict(a=a, k=k, b=b))
+            {"a": a, "k": k, "b": b})
 
 
 def _sub_add(r):
     a = r.randint(20, 99)
     b = r.randint(10, a - 1)
     c = r.randint(10, 99)
-    return f"{a} - {b} + {c}", "{n} has {a} {o}, gives away {b}, then gets {c} more. How many now?", dict(a=a, b=b, c=c)
+    return (f"{a} - {b} + {c}", "{n} has {a} {o}, gives away {b}, then gets {c} more. How many now?",
+            {"a": a, "b": b, "c": c})
 
 
 def _bags_give(r):
     a, k, b = r.randint(10, 99), r.randint(2, 9), r.randint(2, 20)
     c = r.randint(10, min(99, a + k * b - 1))
     return (f"{a} + {k} * {b} - {c}", "{n} has {a} {o}, buys {k} {box} of {b}, then gives away {c}. How many now?",
-            dict(a=a, k=k, b=b, c=c))
+            {"a": a, "k": k, "b": b, "c": c})
 
 
 def _chain3(r):
@@ -175,13 +178,13 @@ def _chain3(r):
     c = r.randint(10, min(99, a + b - 1))
     d = r.randint(10, 99)
     return (f"{a} + {b} - {c} + {d}", "{n} has {a} {o}, gets {b}, gives away {c}, then gets {d} more. How many now?",
-            dict(a=a, b=b, c=c, d=d))
+            {"a": a, "b": b, "c": c, "d": d})
 
 
 def _two_bags(r):
     k, b, j, c = r.randint(2, 9), r.randint(2, 20), r.randint(2, 9), r.randint(2, 20)
     return (f"{k} * {b} + {j} * {c}", "{n} buys {k} {box} of {b} {o} and {j} {box} of {c}. How many {o} in all?",
-            dict(k=k, b=b, j=j, c=c))
+            {"k": k, "b": b, "j": j, "c": c})
 
 
 KINDS: dict[str, tuple[int, Callable]] = {
@@ -189,13 +192,26 @@ KINDS: dict[str, tuple[int, Callable]] = {
     "add_sub": (2, _add_sub), "bags": (2, _bags), "sub_add": (2, _sub_add),
     "bags_give": (3, _bags_give), "chain3": (3, _chain3), "two_bags": (3, _two_bags),
 }
+# The default bound on every number (operands, intermediate results, answers): two-digit numbers
+# keep the digit positions regular enough for a 240k-parameter model to learn the arithmetic in a
+# couple of CPU minutes. ``max_value=999`` gives the wider, much harder variant.
+MAX_VALUE = 99
 # Interleaved so any run of 9 consecutive problems holds 3 easy, 3 medium and 3 hard ones.
 DEFAULT_KINDS = ("add", "add_sub", "bags_give", "sub", "bags", "chain3", "mul", "sub_add", "two_bags")
 
 
-def _make(kind: str, rng: random.Random, word_share: float) -> Problem:
+def _values(expression: str) -> list[int]:
+    return [int(t) for e in [expression, *reduce_steps(expression)] for t in _tokens(e) if t.isdigit()]
+
+
+def _make(kind: str, rng: random.Random, word_share: float, max_value: int) -> Problem:
     steps, draw = KINDS[kind]
-    expression, template, nums = draw(rng)
+    for _ in range(10_000):
+        expression, template, nums = draw(rng)
+        if max(_values(expression)) <= max_value:
+            break
+    else:
+        raise ValueError(f"max_value {max_value} is too small for kind {kind!r}")
     if rng.random() < word_share:
         container = rng.choice(CONTAINERS)
         fields = dict(nums, n=rng.choice(NAMES), o=rng.choice(OBJECTS))
@@ -209,12 +225,13 @@ def _make(kind: str, rng: random.Random, word_share: float) -> Problem:
 
 
 def arithmetic_problems(n: int, seed: int = 0, kinds: Sequence[str] = DEFAULT_KINDS, *, word_share: float = 0.6,
-                        exclude: Iterable[str] = ()) -> list[Problem]:
+                        max_value: int = MAX_VALUE, exclude: Iterable[str] = ()) -> list[Problem]:
     """``n`` distinct problems; problem ``i`` is of kind ``kinds[i % len(kinds)]`` (the default
     order mixes easy, medium and hard evenly). ``word_share`` of them are word problems
-    (``answer_type="numeric"``), the rest bare expressions (``"What is 23 + 3 * 12?"``,
-    ``answer_type="math"``). Questions in ``exclude`` are skipped (a held-out set disjoint from a
-    training set). Deterministic given ``seed``."""
+    (``answer_type="numeric"``), the rest bare expressions (``"What is 23+3*12?"``,
+    ``answer_type="math"``). Every number in the question and in each step, the answer included,
+    is at most ``max_value`` (numbers are redrawn until so). Questions in ``exclude`` are skipped
+    (a held-out set disjoint from a training set). Deterministic given ``seed``."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ValueError(f"unknown problem kinds {unknown}; choose from {sorted(KINDS)}")
@@ -223,7 +240,7 @@ def arithmetic_problems(n: int, seed: int = 0, kinds: Sequence[str] = DEFAULT_KI
     out: list[Problem] = []
     misses = 0
     while len(out) < n:
-        p = _make(kinds[len(out) % len(kinds)], rng, word_share)
+        p = _make(kinds[len(out) % len(kinds)], rng, word_share, max_value)
         if p.question in seen:
             misses += 1
             if misses > 100 * (n + 10):
@@ -265,7 +282,8 @@ def prompt_row(problem: Problem, row_id: str) -> dict:
 
 
 def write_prompts(path: str | Path, n: int, seed: int = 0, *, kinds: Sequence[str] = DEFAULT_KINDS,
-                  bad_rows: bool = True, long_chars: int = 6000, exclude: Iterable[str] = ()) -> PromptsSummary:
+                  max_value: int = MAX_VALUE, bad_rows: bool = True, long_chars: int = 6000,
+                  exclude: Iterable[str] = ()) -> PromptsSummary:
     """A JSONL prompts dataset of ``n`` good problems (ids ``arith-00000``...), one row each::
 
         {"id", "question", "reference_answer" (str), "answer_type" ("math" | "numeric"),
@@ -278,11 +296,12 @@ def write_prompts(path: str | Path, n: int, seed: int = 0, *, kinds: Sequence[st
     ``exclude`` to keep the prompts out of the teacher's training set."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    problems = arithmetic_problems(n, seed, kinds, exclude=exclude)
+    problems = arithmetic_problems(n, seed, kinds, max_value=max_value, exclude=exclude)
     rows = [prompt_row(p, f"arith-{i:05d}") for i, p in enumerate(problems)]
     bad: dict[str, list[str]] = {}
     if bad_rows:
-        extra = arithmetic_problems(2, seed + 7919, kinds, exclude={p.question for p in problems} | set(exclude))
+        extra = arithmetic_problems(2, seed + 7919, kinds, max_value=max_value,
+                                    exclude={p.question for p in problems} | set(exclude))
         noref = prompt_row(extra[0], "arith-bad-noref")
         noref["reference_answer"] = None
         long_row = prompt_row(extra[1], "arith-bad-long")
@@ -345,6 +364,7 @@ class TeacherConfig:
     init_std: float = 0.08  # larger than Llama's 0.02: a much shorter plateau before copying/arithmetic
     decay_frac: float = 0.2  # warm-up, constant LR, then a linear decay over the last ``decay_frac`` of the steps
     batch_size: int = 32
+    length_pool: int = 0  # > 1: batches of similar lengths (~30% less padding, but learned worse here)
     weight_decay: float = 0.01
     threads: int = 1  # 2 OpenMP threads thrash (~3x slower) when the 2 cores are shared
 
@@ -373,12 +393,13 @@ def _encode_pairs(tokenizer, problems: Sequence[Problem]) -> list[tuple[list[int
     return [(pr + so + [tokenizer.eos_token_id], len(pr)) for pr, so in zip(prompts, sols)]
 
 
-def _length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
-                             pool: int = 16) -> list[list[int]]:
-    """Shuffled batches of similar lengths (less padding): shuffle, sort each run of ``pool``
-    batches by length, cut into batches, shuffle the batches."""
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random, pool: int = 0) -> list[list[int]]:
+    """Shuffled batches. With ``pool`` > 1, of similar lengths (less padding): shuffle, sort each
+    run of ``pool`` batches by length, cut into batches, shuffle the batches."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
+    if pool <= 1:
+        return [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
     batches = []
     for lo in range(0, len(order), batch_size * pool):
         chunk = sorted(order[lo:lo + batch_size * pool], key=lambda i: lengths[i])
@@ -389,14 +410,19 @@ def _length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: rando
 
 def train_teacher(out_dir: str | Path, *, n_train: int = 38400, epochs: int = 1, seed: int = 0,
                   config: TeacherConfig | None = None, kinds: Sequence[str] = DEFAULT_KINDS,
+                  max_value: int = MAX_VALUE,
                   log: Callable[[str], None] | None = None, report: dict | None = None,
                   callback: Callable[[int, object, object], None] | None = None, callback_every: int = 0) -> Path:
-    """Train the arithmetic teacher and save it (model, tokenizer, chat template) into ``out_dir``
-    with ``save_pretrained``; returns ``out_dir``. ``n_train`` problems (seed ``seed``) for
-    ``epochs`` epochs, AdamW with warm-up, a constant rate and a linear decay at the end, loss on the solution tokens only.
-    Deterministic given ``seed`` (same threads, same machine). ``report``, when given, is filled
-    with the :class:`TrainReport` fields (steps, seconds, losses...). ``callback(step, model,
-    tokenizer)`` runs every ``callback_every`` steps (progress checks; its time counts)."""
+    """Train the arithmetic teacher and save it into ``out_dir`` with ``save_pretrained`` (model,
+    generation config, tokenizer with its chat template, and ``teacher.json``: settings, steps,
+    seconds, losses); returns ``out_dir``.
+
+    ``n_train`` fresh problems (seed ``seed``; defaults: 38,400 = 1,200 steps of 32) for ``epochs``
+    epochs; AdamW, warm-up, constant rate, then a linear decay over the last ``decay_frac`` of the
+    steps; the loss covers the solution tokens only (and EOS), not the prompt. About 2 minutes on
+    one thread of the shared machine (``seconds`` in ``report``). Deterministic given ``seed`` and
+    the thread count. ``report``, when given, is filled with the :class:`TrainReport` fields.
+    ``callback(step, model, tokenizer)`` runs every ``callback_every`` steps (progress checks)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -409,7 +435,7 @@ def train_teacher(out_dir: str | Path, *, n_train: int = 38400, epochs: int = 1,
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
     try:
-        problems = arithmetic_problems(n_train, seed, kinds)
+        problems = arithmetic_problems(n_train, seed, kinds, max_value=max_value)
         tok_texts = [p.prompt + " " + p.solution for p in problems[:2000]]
         tokenizer = train_tokenizer(tok_texts, cfg.vocab_size)
         data = _encode_pairs(tokenizer, problems)
@@ -421,7 +447,7 @@ def train_teacher(out_dir: str | Path, *, n_train: int = 38400, epochs: int = 1,
             num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
             head_dim=cfg.head_dim, max_position_embeddings=cfg.max_positions, rope_theta=cfg.rope_theta,
             initializer_range=cfg.init_std, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, torch_dtype="float32")
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, dtype="float32")
         torch.manual_seed(seed)
         model = LlamaForCausalLM(mconf)
         decay = [p for n_, p in model.named_parameters() if p.dim() >= 2]
@@ -447,7 +473,7 @@ def train_teacher(out_dir: str | Path, *, n_train: int = 38400, epochs: int = 1,
         t_train = time.perf_counter()
         for epoch in range(epochs):
             window: list[float] = []
-            for batch_idx in _length_bucketed_batches([len(ids) for ids, _ in data], cfg.batch_size, order_rng):
+            for batch_idx in _batches([len(ids) for ids, _ in data], cfg.batch_size, order_rng, cfg.length_pool):
                 batch = [data[i] for i in batch_idx]
                 width = max(len(ids) for ids, _ in batch)
                 ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -491,7 +517,7 @@ def train_teacher(out_dir: str | Path, *, n_train: int = 38400, epochs: int = 1,
                            params=sum(p.numel() for p in model.parameters()), losses=[round(x, 4) for x in losses],
                            config=asdict(cfg))
         (out / "teacher.json").write_text(json.dumps({**info.to_dict(), "n_train": n_train, "epochs": epochs,
-                                                      "seed": seed, "kinds": list(kinds),
+                                                      "seed": seed, "kinds": list(kinds), "max_value": max_value,
                                                       "prompt_template": PROMPT_TEMPLATE}, indent=2))
         if report is not None:
             report.update(info.to_dict())
@@ -514,7 +540,8 @@ def training_questions(teacher_dir: str | Path) -> set[str]:
     """The questions the teacher in ``teacher_dir`` was trained on (from its ``teacher.json``), to
     keep prompts and held-out sets disjoint from them."""
     meta = json.loads((Path(teacher_dir) / "teacher.json").read_text())
-    return {p.question for p in arithmetic_problems(meta["n_train"], meta["seed"], meta["kinds"])}
+    return {p.question for p in arithmetic_problems(meta["n_train"], meta["seed"], meta["kinds"],
+                                                    max_value=meta["max_value"])}
 
 
 # --------------------------------------------------------------------------- measuring the teacher
@@ -524,30 +551,32 @@ def is_correct(text: str, answer: int | str) -> bool:
     return got is not None and got == str(answer).strip()
 
 
-def generate(teacher_dir: str | Path, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
-             max_new_tokens: int = 96, batch_size: int = 64, seed: int = 0, threads: int = 2,
-             _loaded=None) -> list[list[str]]:
-    """``n`` completions per prompt with transformers ``generate`` (batched, left padding);
-    ``temperature`` 0 is greedy."""
+def generate(teacher_dir: str | Path | None, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
+             max_new_tokens: int = 96, batch_size: int = 64, seed: int = 0, threads: int = 1,
+             loaded: tuple | None = None) -> list[list[str]]:
+    """``n`` completions per prompt (the text after the prompt, special tokens dropped) with
+    transformers ``generate``, batched with left padding; ``temperature`` 0 is greedy, else plain
+    sampling (no top-k/top-p). ``loaded``: an already loaded ``(model, tokenizer)`` instead of
+    ``teacher_dir``. A measuring aid; the flow uses its own generation backends."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        if _loaded is None:
+        if loaded is None:
             tokenizer = AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(teacher_dir, local_files_only=True,
                                                          dtype=torch.float32).eval()
         else:
-            model, tokenizer = _loaded
+            model, tokenizer = loaded
         tokenizer.padding_side = "left"
         torch.manual_seed(seed)
         out: list[list[str]] = []
         for lo in range(0, len(prompts), batch_size):
             enc = tokenizer(list(prompts[lo:lo + batch_size]), return_tensors="pt", padding=True)
-            kw = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else dict(
-                do_sample=False)
+            kw = ({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0
+                  else {"do_sample": False})
             with torch.no_grad():
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
                                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kw)
