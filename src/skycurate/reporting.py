@@ -5,6 +5,18 @@ from __future__ import annotations
 import io
 
 
+def figure_png(fig, title: str) -> bytes:
+    """Title, tight layout, PNG bytes; the figure is closed (charts are made in long-lived processes)."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def funnel_chart_png(funnel: list[dict], title: str) -> bytes:
     """Horizontal bars: documents (and text MB, when known) left after each stage, losses labelled."""
     import matplotlib
@@ -37,12 +49,7 @@ def funnel_chart_png(funnel: list[dict], title: str) -> bytes:
         bx.set_yticks(y, [""] * len(y))
         bx.set_xlabel("MB of text kept")
         bx.set_xlim(0, max(mb + [0.001]) * 1.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, title)
 
 
 SPLIT_COLORS = {"train": "#4C72B0", "test": "#C44E52", "reference": "#55A868"}
@@ -93,9 +100,4 @@ def loss_distributions_png(rows: list[dict], summaries: list[dict], title: str) 
         ax.set_xlabel("mean token loss per item (nats)")
         ax.set_ylabel("items")
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, title)

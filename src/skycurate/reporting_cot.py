@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
+
+from skycurate.reporting import figure_png
 
 KEPT_COLOR = "#4C72B0"
 REJECTED_COLOR = "#DD8452"
@@ -78,9 +79,4 @@ def cot_charts_png(samples: Any, title: str = "CoT selection") -> bytes:
         ax.set_ylabel("chains")
         if values or budget is not None:
             ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, title)

@@ -9,6 +9,7 @@ writes ``*.parquet`` files into the folder it is given.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from collections.abc import Iterable
 from typing import Any
@@ -145,6 +146,11 @@ def _adopt_parquet_files(fs, staging: str, out: str) -> None:
             raise PublishError(f"partitioned output is not supported yet ({path}); write one flat folder")
         fs.mv(path, posixpath.join(staging, PART_NAME.format(i)))
     fs.rm(out, recursive=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 hex of a local file (input fingerprints for lineage and cache keys), streamed."""
+    return hash_file(LocalFileSystem(), str(path))[0]
 
 
 def hash_file(fs, path: str, chunk: int = 8 << 20) -> tuple[str, int]:

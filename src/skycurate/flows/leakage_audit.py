@@ -19,6 +19,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog.writers import sha256_file
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.leakage import BenchmarkSpec
@@ -54,19 +55,11 @@ def fingerprint_model(path: str) -> ModelFingerprint:
     return ModelFingerprint(path=str(folder.resolve()), files=files, config_sha256=digest)
 
 
-def hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def benchmark_fingerprints(specs: list[BenchmarkSpec]) -> dict[str, dict[str, list[FileHash]]]:
     """benchmark -> split -> files with their sha256 (cache key and lineage)."""
     from skycurate.connectors.benchmarks import benchmark_files
 
-    return {s.name: {split: [FileHash(path=str(p.resolve()), sha256=hash_file(p)) for p in paths]
+    return {s.name: {split: [FileHash(path=str(p.resolve()), sha256=sha256_file(p)) for p in paths]
                      for split, paths in benchmark_files(s).items()} for s in specs}
 
 

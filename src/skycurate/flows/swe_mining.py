@@ -20,6 +20,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog.writers import sha256_file
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
                                       run_dataset_task)
@@ -71,7 +72,8 @@ def mine(store: str, repos: list[RepoFingerprint], prs: str | None, prs_sha256: 
         parents.append(Parent(name="prs", uri=f"{prs}#sha256={prs_sha256}"))
     with catalog.scratch("swe-mine") as scratch:
         candidates, rejected = mine_on_spark(session, [r.spec for r in repos], cfg, cache_dir=cache_dir, export=prs,
-                                             github=github, scratch=scratch)
+                                             github=github, scratch=scratch,
+                                             fetch=False)  # fingerprint_repos fetched every clone just before
         rej_ref = catalog.publish(f"{NAMESPACE}/mine_rejected", rejected, parents, current_producer(cfg))
         cand_ref = catalog.publish(f"{NAMESPACE}/candidates", candidates, [*parents, rej_ref], current_producer(cfg),
                                    {"repos": len(repos)})
@@ -145,12 +147,6 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
     return {"instances": inst_ref, "rejected": rej_ref, "candidates": candidates}
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 @flow(name="swe")
 def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: bool = False) -> dict[str, Any]:
     """Git repositories -> SWE-bench instances validated by running their tests in Docker."""
@@ -162,7 +158,7 @@ def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: b
     cache_dir = cfg.mining.cache_dir or str(Path(catalog.root) / "_cache" / "git")
     repos = fingerprint_repos(cfg.repos, cache_dir)
     common = {"store": store, "force": force}
-    mined = run_dataset_task(mine, **common, repos=repos, prs=cfg.prs, prs_sha256=_sha256(cfg.prs) if cfg.prs else None,
+    mined = run_dataset_task(mine, **common, repos=repos, prs=cfg.prs, prs_sha256=sha256_file(cfg.prs) if cfg.prs else None,
                              github=cfg.github, cfg=cfg.mining, cache_dir=cache_dir, spark=cfg.spark)
     final = run_dataset_task(validate, **common, candidates=mined["candidates"], mine_rejected=mined["mine_rejected"],
                              n_repos=len(repos), python=cfg.python, cfg=cfg.validation)

@@ -18,6 +18,7 @@ import pyarrow as pa
 from prefect import flow
 
 from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog.writers import sha256_file
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.swe import EnvRecipe, ValidationConfig
@@ -140,7 +141,7 @@ def swe_validate_patches_flow(store: str | None = None, config: PatchValidationC
         raise SkycurateError("pass --instances swe/instances@vN and --patches FILE")
     catalog = Catalog(store)
     instances = catalog.resolve(cfg.instances)
-    sha = hashlib.sha256(Path(cfg.patches).read_bytes()).hexdigest()
+    sha = sha256_file(cfg.patches)
     ref = run_dataset_task(validate_patches, store=store, force=force, instances=instances,
                            patches=str(Path(cfg.patches).resolve()), patches_sha256=sha, cfg=cfg.validation)
     m = catalog.manifest(ref)

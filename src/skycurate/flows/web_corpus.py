@@ -12,7 +12,6 @@ input = kept + rejected + quarantined before publishing ``web/clean``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog.writers import sha256_file
 from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
                                       run_dataset_task)
 from skycurate.schemas.config import SparkConfig
@@ -67,11 +67,7 @@ def fingerprint_inputs(patterns: list[str]) -> list[InputFingerprint]:
 def fingerprint_file(path: str | None) -> FileFingerprint | None:
     if path is None:
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return FileFingerprint(path=str(Path(path).resolve()), sha256=h.hexdigest())
+    return FileFingerprint(path=str(Path(path).resolve()), sha256=sha256_file(path))
 
 
 CODE_ALL = ["skycurate.stages.web", "skycurate.stages.base", "skycurate.stages.accounting"]

@@ -68,20 +68,25 @@ def validate_config(model: type[M], data: dict[str, Any] | None, source: str = "
         raise ConfigError(_format_validation_error(e, source)) from None
 
 
+def read_yaml(path: str | os.PathLike, what: str) -> Any:
+    """Parsed YAML of ``path``; unreadable or invalid files are one-line ``ConfigError``s naming ``what``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def load_config(model: type[M], path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> M:
     """Read a YAML file into ``model``; ``overrides`` (from CLI flags) win over the file."""
     data: dict[str, Any] = {}
     source = "(defaults)"
     if path is not None:
         source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        loaded = read_yaml(path, "config")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of keys, not {type(loaded).__name__}")
         data = loaded or {}

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from skycurate.errors import ConfigError
-from skycurate.schemas.config import StrictModel, _format_validation_error
+from skycurate.schemas.config import StrictModel, _format_validation_error, read_yaml
 
 Split = Literal["train", "test", "reference"]
 SPLITS: tuple[str, ...] = ("train", "test", "reference")
@@ -103,15 +101,7 @@ def parse_benchmark_specs(data: Any, source: str = "(inline)") -> list[Benchmark
 
 def load_benchmark_specs(path: str | os.PathLike) -> list[BenchmarkSpec]:
     """Read a YAML file holding a list of benchmarks."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read benchmarks file {path}: {e.strerror or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"benchmarks file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_benchmark_specs(data, str(path))
+    return parse_benchmark_specs(read_yaml(path, "benchmarks file"), str(path))
 
 
 class DecontaminateConfig(StrictModel):

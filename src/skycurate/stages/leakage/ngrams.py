@@ -40,6 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import regex
 
+from skycurate.stages.hashing import fmix64
+
 # Character classes.
 SPACE, WORD, CJK, DELETE = 0, 1, 2, 3
 
@@ -52,16 +54,6 @@ _MAX_CP = 0x110000
 _FOLD_RANGES = ((0x41, 0x3400), (0xA000, 0xAC00), (0xF900, 0x10000), (0x10400, 0x10500), (0x10C80, 0x10D00),
                 (0x118A0, 0x11900), (0x16E40, 0x16EA0), (0x1D400, 0x1D800), (0x1E900, 0x1E960),
                 (0x1F100, 0x1F250))
-
-
-def fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser: a fast avalanching bijection on uint64."""
-    h = h ^ (h >> np.uint64(33))
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    h ^= h >> np.uint64(33)
-    return h
 
 
 _APOSTROPHES = "'\u2018\u2019\u02bc\u0060\u00b4"

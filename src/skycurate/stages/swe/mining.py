@@ -612,10 +612,13 @@ def _rows_to_batch(result: MineResult) -> pa.RecordBatch:
 
 
 def mine_spec(spec: str, name: str | None, export: str | None, cfg: MiningConfig, cache_dir: str | None,
-              shared_export: str | None = None, github: bool = False, first_parent: bool = True) -> MineResult:
-    """Resolve one repo spec, get its metadata, mine it. Never raises: failures become rejections."""
+              shared_export: str | None = None, github: bool = False, first_parent: bool = True,
+              fetch: bool = True) -> MineResult:
+    """Resolve one repo spec, get its metadata, mine it. Never raises: failures become rejections.
+
+    ``fetch=False``: a cached bare clone is used as it is (the caller fetched it already)."""
     try:
-        handle = resolve_repo(spec, cache_dir, name=name)
+        handle = resolve_repo(spec, cache_dir, name=name, fetch=fetch)
     except RepoError as exc:
         res = MineResult(repo=name or spec_name(spec))
         res.stats["inputs"] += 1
@@ -644,9 +647,10 @@ def mine_spec(spec: str, name: str | None, export: str | None, cfg: MiningConfig
 
 
 def _mine_batch(batch: pa.RecordBatch, cfg: MiningConfig, cache_dir: str | None, shared_export: str | None,
-                github: bool, first_parent: bool) -> Iterator[pa.RecordBatch]:
+                github: bool, first_parent: bool, fetch: bool = True) -> Iterator[pa.RecordBatch]:
     for row in batch.to_pylist():
-        result = mine_spec(row["spec"], row["name"], row["export"], cfg, cache_dir, shared_export, github, first_parent)
+        result = mine_spec(row["spec"], row["name"], row["export"], cfg, cache_dir, shared_export, github, first_parent,
+                           fetch)
         try:
             out = _rows_to_batch(result)
         except (pa.ArrowException, UnicodeError) as exc:   # a row Arrow cannot hold: the repo is one rejection
@@ -658,7 +662,8 @@ def _mine_batch(batch: pa.RecordBatch, cfg: MiningConfig, cache_dir: str | None,
 
 def mine_on_spark(spark: SparkSession, repo_specs: Iterable[str | dict], cfg: MiningConfig, *,
                   cache_dir: str | None = None, export: str | None = None, github: bool = False,
-                  first_parent: bool = True, scratch: str | None = None) -> tuple[DataFrame, DataFrame]:
+                  first_parent: bool = True, scratch: str | None = None,
+                  fetch: bool = True) -> tuple[DataFrame, DataFrame]:
     """(candidates in ``CANDIDATE_SCHEMA``, rejections in ``REJECTED_SCHEMA``): one Spark task per repo.
 
     ``repo_specs``: local paths or git URLs, or dicts ``{"spec", "name"?, "export"?}`` (a per-repo
@@ -681,7 +686,7 @@ def mine_on_spark(spark: SparkSession, repo_specs: Iterable[str | dict], cfg: Mi
     rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))   # exactly one repo per task
     specs = spark.createDataFrame(rdd, "spec string, name string, export string")
     mined = flat_map_batches(specs, partial(_mine_batch, cfg=cfg, cache_dir=cache_dir, shared_export=export,
-                                            github=github, first_parent=first_parent), MINED_SCHEMA)
+                                            github=github, first_parent=first_parent, fetch=fetch), MINED_SCHEMA)
     if scratch:
         mined.write.mode("overwrite").parquet(scratch)
         mined = spark.read.parquet(scratch)

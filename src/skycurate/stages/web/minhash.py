@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from skycurate.stages.hashing import fmix64
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -66,16 +68,6 @@ def _params(seed: int, num_perm: int, rows: int, max_n: int) -> _Params:
     band_mult = odd(64)
     token_seed = int(rng.integers(0, 2**63))
     return _Params(a, b, ngram_mult[:max(max_n, 1)], band_mult[:rows], token_seed)
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser: a fast avalanching bijection on uint64."""
-    h = h ^ (h >> np.uint64(33))
-    h *= np.uint64(0xFF51AFD7ED558CCD)
-    h ^= h >> np.uint64(33)
-    h *= np.uint64(0xC4CEB9FE1A85EC53)
-    h ^= h >> np.uint64(33)
-    return h
 
 
 # ---------------------------------------------------------------------------- normalisation
@@ -125,7 +117,7 @@ def _char_tokens(text: pa.Array, p: _Params) -> tuple[np.ndarray, np.ndarray]:
     raw = norm.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
     # One UTF-32 encode of the concatenated texts gives every code point at once.
     cps = np.frombuffer(raw.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
-    return _fmix64(cps.astype(np.uint64) + np.uint64(p.token_seed)), lens
+    return fmix64(cps.astype(np.uint64) + np.uint64(p.token_seed)), lens
 
 
 def _shingles(tokens: np.ndarray, lens: np.ndarray, n: int, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +142,7 @@ def _shingles(tokens: np.ndarray, lens: np.ndarray, n: int, mult: np.ndarray) ->
     first = np.zeros(total, bool)
     first[starts[lens > 0]] = True
     keep = (remaining >= n) | (first & (remaining < n))
-    return _fmix64(h[keep]), counts
+    return fmix64(h[keep]), counts
 
 
 def _min_hash(shingles: np.ndarray, counts: np.ndarray, p: _Params) -> np.ndarray:
@@ -192,7 +184,7 @@ def _band_hashes(sig: np.ndarray, bands: int, rows: int, p: _Params) -> np.ndarr
     v = sig[:, :bands * rows].reshape(len(sig), bands, rows)
     h = (v * p.band_mult[None, None, :]).sum(axis=2, dtype=np.uint64)
     h += np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return _fmix64(h).view(np.int64)
+    return fmix64(h).view(np.int64)
 
 
 # ---------------------------------------------------------------------------- batch API
