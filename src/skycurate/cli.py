@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -138,7 +139,7 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
         stdout.print(_funnel_table(result["funnel"]))
     if report is not None:
         report(result)
-    main = next(iter(d for k, d in datasets.items() if k in ("clean", "main")), next(iter(datasets.values())))
+    main = next(iter(d for k, d in datasets.items() if k in ("clean", "main", "sft")), next(iter(datasets.values())))
     stdout.print("Read it (no skycurate needed):")
     stdout.print(f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{main['uri']}').to_table())\"")
     stdout.print(f"  DuckDB / Spark SQL: SELECT * FROM '{main['uri']}/*.parquet'")
@@ -420,6 +421,72 @@ def run_leakage_reference(
                   as_json=as_json, debug=debug, report=report, json_extra=("stats",))
 
 
+@run_app.command("distill")
+def run_distill(
+    prompts: Annotated[Optional[str], typer.Option(
+        help="Prompts: a dataset ref (cot/prompts@latest) or JSONL / Parquet files (globs allowed).")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="vllm, openai (an OpenAI-compatible endpoint) or transformers.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Teacher: local model folder, or the served model name (openai).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="Endpoint of the openai engine, e.g. http://127.0.0.1:8000/v1.")] = None,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Samples per prompt (pass rate = correct / N).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Longest chain, in tokens.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="Sampling temperature (0 = greedy).")] = None,
+    template: Annotated[Optional[str], typer.Option(
+        help="Raw prompt template with {question}, e.g. 'Question: {question}\\nAnswer:'.")] = None,
+    chat: Annotated[Optional[bool], typer.Option("--chat/--raw", help="Use the teacher's chat template.")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(min=1, help="Prompts per resumable shard.")] = None,
+    benchmark: BenchmarkOpt = None,
+    benchmarks: BenchmarksFileOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """CoT distillation: prompts -> teacher samples -> verified chains of adaptive length -> cot/sft."""
+    with _errors(debug):
+        from skycurate.schemas.config import load_config
+        from skycurate.schemas.cot import DistillFlowConfig
+
+        cfg = load_config(DistillFlowConfig, config, {
+            "prompts": prompts, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
+            "teacher.engine": engine, "teacher.model": model, "teacher.base_url": base_url,
+            "generate.samples": samples, "generate.sampling.max_new_tokens": max_new_tokens,
+            "generate.sampling.temperature": temperature, "generate.shard_size": shard_size,
+            "template.template": template.replace("\\n", "\n") if template else None,
+            "template.mode": None if chat is None else ("chat" if chat else "raw")})
+        if not cfg.prompts:
+            raise SkycurateError("no prompts: pass --prompts (a dataset ref or JSONL/Parquet files)")
+        if not cfg.teacher.model:
+            raise SkycurateError("no teacher: pass --model (a local folder, or the served name with --base-url)")
+        if cfg.teacher.engine != "openai" and not Path(cfg.teacher.model).is_dir():
+            raise SkycurateError(f"model folder not found: {cfg.teacher.model} (the {cfg.teacher.engine} engine "
+                                 "loads a local folder; use --engine openai --base-url for a served model)")
+        if cfg.teacher.engine == "openai" and not cfg.teacher.base_url:
+            raise SkycurateError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        from skycurate.connectors.benchmarks import load_benchmark
+
+        for spec in cfg.benchmarks:
+            load_benchmark(spec, cfg.prepare.decontaminate.splits)
+        _catalog(store).ensure_writable()
+        from skycurate.flows.cot_distill import distill_flow
+
+        def report(result: dict) -> None:
+            s = result["stats"]
+            stdout.print(f"{s['prompts_with_chain']:,} of {s['prompts_in']:,} prompts gave a verified chain "
+                         f"({s['samples_selected']:,} chains selected of {s['samples']:,} samples); "
+                         f"{s['rejected']:,} rejected, {s['quarantined']:,} quarantined")
+            stdout.print(f"tokens: {s['prompt_tokens']:,} prompt + {s['completion_tokens']:,} completion; shards: "
+                         f"{s['shards']['generated']} generated, {s['shards']['reused']} reused")
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1]))
+            stdout.print(f"why prompts gave no chain: {reasons or 'none'}")
+            stdout.print("train on it: datasets.load_dataset('parquet', data_files='<cot/sft uri>/*.parquet') "
+                         "-> the 'messages' column")
+
+        _run_flow("distill", distill_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug,
+                  report=report, json_extra=("stats",))
+
+
 @run_app.command("swe")
 def run_swe(
     repos: Annotated[Optional[list[str]], typer.Option(
@@ -605,6 +672,37 @@ def sample_swe(
 
         sample = write_sample_repo(out)
         info = {"repo": str(sample.path), "prs": str(sample.issues)}
+        if as_json:
+            _print_json(info)
+            return
+        for k, v in info.items():
+            stdout.print(f"{k}: {v}")
+
+
+@sample_app.command("cot")
+def sample_cot(
+    out: Annotated[str, typer.Option("--out", help="Folder for the teacher model and the prompts.")] = "sample/cot",
+    prompts: Annotated[int, typer.Option(min=1, help="Good prompts to write (5 bad rows follow).")] = 300,
+    quick: Annotated[bool, typer.Option("--quick", help="A much weaker teacher trained in seconds (tests).")] = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a tiny arithmetic teacher on CPU (~2-3 min; reused when present) and write a prompts JSONL for it."""
+    with _errors(debug):
+        from skycurate.samples import cot
+
+        folder = Path(out) / ("teacher-quick" if quick else "teacher")
+        if not (folder / "teacher.json").is_file():
+            cfg = (cot.TeacherConfig(hidden=64, layers=2, heads=2, intermediate=128, batch_size=16, lr=4e-3)
+                   if quick else cot.TeacherConfig())
+            with err.status("training the arithmetic teacher on CPU (one thread)…"):
+                cot.train_teacher(folder, n_train=2400 if quick else 38400, config=cfg,
+                                  kinds=("add",) if quick else cot.DEFAULT_KINDS)
+        summary = cot.write_prompts(Path(out) / "prompts.jsonl", prompts, seed=11,
+                                    kinds=("add",) if quick else cot.DEFAULT_KINDS,
+                                    exclude=cot.training_questions(folder))
+        info = {"teacher": str(folder), "prompts": str(summary.path), "rows": summary.rows,
+                "bad": summary.bad, "by_level": summary.by_level, "template": cot.PROMPT_TEMPLATE}
         if as_json:
             _print_json(info)
             return

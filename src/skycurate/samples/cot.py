@@ -278,7 +278,7 @@ class PromptsSummary:
 def prompt_row(problem: Problem, row_id: str) -> dict:
     return {"id": row_id, "question": problem.question, "reference_answer": str(problem.answer),
             "answer_type": problem.answer_type, "domain": "arithmetic", "source": "synthetic",
-            "difficulty": float(problem.steps), "level": problem.level, "kind": problem.kind}
+            "steps": problem.steps, "level": problem.level, "kind": problem.kind}
 
 
 def write_prompts(path: str | Path, n: int, seed: int = 0, *, kinds: Sequence[str] = DEFAULT_KINDS,
@@ -287,12 +287,15 @@ def write_prompts(path: str | Path, n: int, seed: int = 0, *, kinds: Sequence[st
     """A JSONL prompts dataset of ``n`` good problems (ids ``arith-00000``...), one row each::
 
         {"id", "question", "reference_answer" (str), "answer_type" ("math" | "numeric"),
-         "domain": "arithmetic", "source": "synthetic", "difficulty" (1.0 / 2.0 / 3.0 = steps),
+         "domain": "arithmetic", "source": "synthetic", "steps" (1 / 2 / 3),
          "level" ("easy" | "medium" | "hard"), "kind"}
 
-    With ``bad_rows`` two deliberately bad rows follow, flagged in the summary's ``bad``:
-    ``arith-bad-noref`` (``reference_answer`` null) and ``arith-bad-long`` (a question of about
-    ``long_chars`` characters, far beyond the teacher's context). Pass the training questions as
+    ``steps`` and ``level`` are for analysis; the flow derives difficulty from the teacher's pass
+    rate. With ``bad_rows`` five deliberately bad rows follow, flagged in the summary's ``bad``:
+    ``arith-bad-noref`` (``reference_answer`` null), ``arith-bad-long`` (a question of about
+    ``long_chars`` characters, far beyond the teacher's context), ``arith-bad-dup`` (the first
+    question again under another id), ``arith-bad-type`` (answer_type ``essay``) and
+    ``arith-bad-image`` (an image path that does not exist). Pass the training questions as
     ``exclude`` to keep the prompts out of the teacher's training set."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,15 +303,19 @@ def write_prompts(path: str | Path, n: int, seed: int = 0, *, kinds: Sequence[st
     rows = [prompt_row(p, f"arith-{i:05d}") for i, p in enumerate(problems)]
     bad: dict[str, list[str]] = {}
     if bad_rows:
-        extra = arithmetic_problems(2, seed + 7919, kinds, max_value=max_value,
+        extra = arithmetic_problems(4, seed + 7919, kinds, max_value=max_value,
                                     exclude={p.question for p in problems} | set(exclude))
         noref = prompt_row(extra[0], "arith-bad-noref")
         noref["reference_answer"] = None
         long_row = prompt_row(extra[1], "arith-bad-long")
         filler = " ".join(f"{NAMES[i % len(NAMES)]} counts {OBJECTS[i % len(OBJECTS)]} again." for i in range(400))
         long_row["question"] = (filler * (1 + long_chars // len(filler)))[:long_chars] + " " + extra[1].question
-        rows += [noref, long_row]
-        bad = {"missing_reference": [noref["id"]], "too_long": [long_row["id"]]}
+        dup = dict(rows[0], id="arith-bad-dup")
+        bad_type = dict(prompt_row(extra[2], "arith-bad-type"), answer_type="essay")
+        bad_image = dict(prompt_row(extra[3], "arith-bad-image"), images=["no-such-image.png"])
+        rows += [noref, long_row, dup, bad_type, bad_image]
+        bad = {"missing_reference": [noref["id"]], "too_long": [long_row["id"]], "duplicate": [dup["id"]],
+               "unknown_answer_type": [bad_type["id"]], "bad_image": [bad_image["id"]]}
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

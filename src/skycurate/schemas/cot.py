@@ -1,0 +1,202 @@
+"""Config and datasets of the CoT distillation flow (``skycurate run distill``).
+
+Input: a prompts dataset (catalog ref, JSONL or Parquet), one row per question:
+
+=================  ========  ===========================================================
+column             required  meaning
+=================  ========  ===========================================================
+id                 yes       unique prompt id (string)
+question           yes       the question text (the user turn)
+reference_answer   yes       the gold answer (string; numbers are read as text)
+answer_type        yes       math | mcq | exact | numeric (how the answer is verified)
+images             no        list of image bytes or paths (vision-language teachers)
+domain, source     no        carried into the outputs
+difficulty         no        a given difficulty score in [0, 1] (wins over 1 - pass rate)
+s_v, s_t, s_i      no        R1V quality scores in [0, 1]: per-prompt repetition penalty P
+lang               no        en | zh (the language-mixing check)
+=================  ========  ===========================================================
+
+Outputs (namespace ``cot``):
+
+- ``cot/prompts``: the prepared prompts (normalised, deduplicated, decontaminated);
+- ``cot/generations``: every sample with its verdict, quality signals and selection decision;
+- ``cot/sft``: the selected chains with a ``messages`` column ([{role, content}], TRL /
+  LLaMA-Factory / OpenRLHF) plus metadata;
+- ``cot/rejected``: one row per prompt that gave no SFT row, with the stage and reason;
+- ``cot/quarantine``: prompts with bad input or engine failures, with the error.
+
+Accounting: prompts in = prompts with a selected chain + rejected + quarantined.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from skycurate.schemas.config import FlowConfig, StrictModel
+from skycurate.schemas.cot_select import SelectConfig
+from skycurate.schemas.cot_verify import ANSWER_TYPES, VerifyConfig
+from skycurate.schemas.generation import SamplingParams
+from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
+
+NAMESPACE = "cot"
+PROMPTS = f"{NAMESPACE}/prompts"
+GENERATIONS = f"{NAMESPACE}/generations"
+SFT = f"{NAMESPACE}/sft"
+REJECTED = f"{NAMESPACE}/rejected"
+QUARANTINE = f"{NAMESPACE}/quarantine"
+
+REQUIRED_PROMPT_COLUMNS = ("id", "question", "reference_answer", "answer_type")
+OPTIONAL_PROMPT_COLUMNS = ("images", "domain", "source", "difficulty", "s_v", "s_t", "s_i", "lang")
+
+# ---- stages (reject_stage / quarantine stage values) ----
+PREPARE = "prepare"
+EXACT_DEDUP = "exact_dedup"
+NEAR_DEDUP = "near_dedup"
+DECONTAMINATE = "decontaminate"
+TEMPLATE = "template"
+GENERATE = "generate"
+SELECT = "cot_select"
+
+# ---- quarantine reasons (bad input, engine failures) ----
+MISSING_ID = "missing_id"
+DUPLICATE_ID = "duplicate_id"
+MISSING_QUESTION = "missing_question"
+MISSING_REFERENCE = "missing_reference"
+UNKNOWN_ANSWER_TYPE = "unknown_answer_type"
+BAD_IMAGE = "bad_image"
+BAD_SCORE = "bad_score"
+MALFORMED_RECORD = "malformed_record"
+ENGINE_ERROR = "engine_error"
+# ---- rejection reasons (policy) ----
+TOO_LONG = "too_long"
+CONTAMINATED = "contaminated"
+# exact_duplicate of X / near_duplicate of X come from the dedup stages
+
+
+class PrepareConfig(StrictModel):
+    """Prompt preparation: normalise, exact and fuzzy dedup, decontamination."""
+
+    exact_dedup: bool = Field(default=True, description="drop questions equal after NFKC, case folding and "
+                                                        "whitespace collapsing (the smallest id survives)")
+    near_dedup: bool = Field(default=True, description="drop near-duplicate questions (MinHash LSH on character "
+                                                       "5-grams, verified); see near_threshold")
+    near_threshold: float = Field(
+        default=0.8, gt=0, le=1,
+        description="estimated Jaccard similarity of character 5-gram sets at which two questions are near "
+                    "duplicates (OpenThoughts uses a fuzzy ratio of 95 on whole strings)")
+    same_numbers: bool = Field(
+        default=True,
+        description="near duplicates must also carry the same numbers in the same order: '12+30' and '12+31' are "
+                    "different problems however similar the text")
+    bands: int = Field(default=20, ge=1, le=256, description="LSH bands (rows 5): candidates from ~0.55 similarity")
+    rows: int = Field(default=5, ge=1, le=32)
+    decontaminate: DecontaminateConfig = Field(
+        default_factory=lambda: DecontaminateConfig(n=8, min_item_tokens=8, mode="drop_document"),
+        description="n-gram decontamination of questions against the benchmarks (drop the prompt on a match); a "
+                    "question equal to a benchmark item after normalisation is dropped too, however short")
+    max_question_chars: int | None = Field(default=None, ge=1,
+                                           description="questions longer than this are rejected before tokenising")
+
+
+class TemplateConfig(StrictModel):
+    """How a question becomes the teacher's prompt.
+
+    ``raw``: ``template.format(question=..., system=...)``; the engine's tokenizer adds its
+    special tokens (BOS) when ``add_special_tokens``. ``chat``: the teacher's chat template
+    (``tokenizer.apply_chat_template``) over [system?, user: ``user_template``], with the
+    special tokens it writes itself; OpenAI-compatible chat endpoints get the messages instead.
+    """
+
+    mode: Literal["raw", "chat"] = "raw"
+    template: str = Field(default="{question}", description="raw mode: the prompt text; {question}, {system}")
+    user_template: str = Field(default="{question}", description="chat mode: the user turn; {question}")
+    system: str | None = Field(default=None, description="system prompt (chat mode: a system turn; raw: {system})")
+    add_special_tokens: bool = Field(default=True, description="raw mode: let the tokenizer add BOS etc.")
+    assistant_prefix: str = Field(default="", description="text the assistant turn starts with in the prompt "
+                                                          "(e.g. '<think>\\n'); it is prepended to the SFT answer")
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> "TemplateConfig":
+        if "{question}" not in self.template or "{question}" not in self.user_template:
+            raise ValueError("template and user_template must contain {question}")
+        return self
+
+
+class EngineConfig(StrictModel):
+    """The teacher and the engine that runs it."""
+
+    engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    model: str | None = Field(default=None, description="local model folder (transformers, vllm) or the served "
+                                                        "model name (openai)")
+    base_url: str | None = Field(default=None, description="openai: e.g. http://127.0.0.1:8000/v1")
+    tokenizer: str | None = Field(default=None, description="local tokenizer folder for templating and the "
+                                                            "context check; default the model folder")
+    max_model_len: int | None = Field(default=None, ge=1, description="context length; default the model "
+                                                                      "config's max_position_embeddings")
+    device: str = Field(default="auto", description="transformers: auto, cpu or cuda")
+    batch_size: int = Field(default=16, ge=1, description="transformers: prompts per forward batch")
+    vllm_python: str | None = Field(default=None, description="vllm: interpreter with vLLM (else "
+                                                              "$SKYCURATE_VLLM_PYTHON or .venv-vllm)")
+    vllm_options: dict = Field(default_factory=dict, description="vllm: extra LLM(...) options, e.g. "
+                                                                 "tensor_parallel_size, gpu_memory_utilization")
+    concurrency: int = Field(default=8, ge=1, description="openai: requests in flight")
+    timeout_s: float = Field(default=120.0, gt=0, description="openai: per request")
+    retries: int = Field(default=4, ge=0, description="openai: retries with exponential backoff")
+
+
+class GenerateConfig(StrictModel):
+    """Sampling and sharding."""
+
+    samples: int = Field(default=4, ge=1, description="samples per prompt (N; pass rate = correct / N)")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_new_tokens=2048, temperature=0.7))
+    shard_size: int = Field(default=256, ge=1, description="prompts per shard: the unit of resumable work")
+    alpha: float = Field(default=1.0, ge=0, description="R1V penalty strength (with s_v/s_t/s_i columns)")
+    beta: float = Field(default=1.0, ge=0)
+    gamma: float = Field(default=1.0, ge=0)
+
+
+class DistillFlowConfig(FlowConfig):
+    """``skycurate run distill``: prompts -> verified chains of adaptive length -> ``cot/sft``."""
+
+    prompts: str | None = Field(default=None, description="prompts: a dataset ref (ns/name@version) or JSONL / "
+                                                           "Parquet files (globs allowed)")
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=list, description="decontaminate prompts against these")
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    template: TemplateConfig = Field(default_factory=TemplateConfig)
+    teacher: EngineConfig = Field(default_factory=EngineConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+
+
+def check_answer_type(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ANSWER_TYPES
+
+
+# ---- datasets ----
+MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+
+DROPPED_SCHEMA = pa.schema([       # cot/rejected and cot/quarantine: one row per prompt
+    pa.field("id", pa.string()),
+    pa.field("stage", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("detail", pa.string()),
+    pa.field("question", pa.string()),
+    pa.field("record", pa.string()),   # quarantine: the input row as JSON (images elided)
+])
+
+GENERATION_SCHEMA = pa.schema([    # one shard file of the generation journal: one row per sample
+    pa.field("prompt_id", pa.string()),
+    pa.field("sample_index", pa.int32()),
+    pa.field("completion", pa.string()),
+    pa.field("finish_reason", pa.string()),
+    pa.field("prompt_tokens", pa.int32()),
+    pa.field("completion_tokens", pa.int32()),
+    pa.field("error", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("repetition_penalty", pa.float64()),
+    pa.field("shard", pa.int32()),
+])

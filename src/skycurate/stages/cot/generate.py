@@ -1,0 +1,142 @@
+"""Sharded, resumable teacher generation.
+
+Prompts (sorted by id) are cut into shards of ``shard_size``. Each finished shard is written
+atomically as ``<work>/shard-NNNNN.parquet`` (write to a temporary name, then ``os.replace``);
+a rerun with the same work folder generates only the shards that are missing, so a killed run
+loses at most the shards in flight. The work folder's name is a hash of everything that
+decides the samples (prompts version, teacher, template, sampling, shard size), so a changed
+setting never reuses stale shards. ``plan.json`` records each shard's prompt ids; a plan that
+differs is an error, never a silent mix.
+
+Seeds: shard ``k`` samples with ``seed + k``, so a regenerated shard gets the samples an
+uninterrupted run would have got (for backends that are deterministic given a seed).
+A shard in which every sample failed (engine down) is not journalled: the next run retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skycurate.errors import SkycurateError
+from skycurate.schemas.cot import GENERATION_SCHEMA
+from skycurate.schemas.generation import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    id: str
+    text: str                      # what the engine gets (templated prompt, or the user turn for chat endpoints)
+    penalty: float = 1.0           # R1V repetition penalty P for this prompt
+
+
+@dataclass
+class ShardReport:
+    shards: int = 0
+    reused: int = 0
+    generated: int = 0
+    unjournalled: int = 0          # every sample failed: not written, retried next run
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shards": self.shards, "reused": self.reused, "generated": self.generated,
+                "unjournalled": self.unjournalled, "seconds": round(self.seconds, 2)}
+
+
+def plan_shards(ids: Sequence[str], shard_size: int) -> list[list[str]]:
+    ordered = sorted(ids)
+    return [ordered[i:i + shard_size] for i in range(0, len(ordered), shard_size)]
+
+
+def shard_path(work: Path, k: int) -> Path:
+    return work / f"shard-{k:05d}.parquet"
+
+
+def _check_plan(work: Path, plan: list[list[str]]) -> None:
+    path = work / "plan.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != plan:
+            raise SkycurateError(f"generation journal {work} was made for other prompts (plan.json differs); "
+                                 "delete the folder or rerun with --force")
+        return
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(plan))
+    os.replace(tmp, path)
+
+
+def _rows(shard: int, items: Sequence[PromptItem], outputs: Sequence[Sequence[Any]], seed: int) -> pa.Table:
+    cols: dict[str, list] = {f.name: [] for f in GENERATION_SCHEMA}
+    for item, gens in zip(items, outputs, strict=True):
+        for k, g in enumerate(gens):
+            cols["prompt_id"].append(item.id)
+            cols["sample_index"].append(k)
+            cols["completion"].append(g.text if not g.error else None)
+            cols["finish_reason"].append(g.finish_reason)
+            cols["prompt_tokens"].append(g.prompt_tokens)
+            cols["completion_tokens"].append(g.completion_tokens)
+            cols["error"].append(g.error)
+            cols["seed"].append(seed)
+            cols["repetition_penalty"].append(item.penalty)
+            cols["shard"].append(shard)
+    return pa.Table.from_pydict(cols, schema=GENERATION_SCHEMA)
+
+
+def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], params: SamplingParams, work: Path,
+               shard_size: int, *, add_special_tokens: bool = True,
+               progress: Callable[[int, int, int], None] | None = None) -> ShardReport:
+    """Generate every missing shard; ``generate(texts, params, penalties=..., add_special_tokens=...)``
+    is a ``Generator.generate``. Returns what was reused and generated; the shard files hold the rows."""
+    work.mkdir(parents=True, exist_ok=True)
+    by_id = {i.id: i for i in items}
+    if len(by_id) != len(items):
+        raise SkycurateError("generation: prompt ids are not unique")
+    plan = plan_shards(list(by_id), shard_size)
+    _check_plan(work, plan)
+    report = ShardReport(shards=len(plan))
+    t0 = time.perf_counter()
+    for k, ids in enumerate(plan):
+        path = shard_path(work, k)
+        if path.exists():
+            report.reused += 1
+            report.files.append(str(path))
+            if progress:
+                progress(k + 1, len(plan), len(ids))
+            continue
+        batch = [by_id[i] for i in ids]
+        shard_params = params.model_copy(update={"seed": params.seed + k})
+        penalties = [b.penalty for b in batch]
+        outputs = generate([b.text for b in batch], shard_params,
+                           penalties=None if all(p == 1.0 for p in penalties) else penalties,
+                           add_special_tokens=add_special_tokens)
+        table = _rows(k, batch, outputs, shard_params.seed)
+        if table.num_rows and table["error"].null_count == 0:
+            # every sample failed: keep the rows for this run (quarantined), retry the shard next run
+            report.unjournalled += 1
+            tmp = work / f"failed-{k:05d}.parquet"
+            pq.write_table(table, tmp)
+            report.files.append(str(tmp))
+        else:
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, path)
+            report.generated += 1
+            report.files.append(str(path))
+        if progress:
+            progress(k + 1, len(plan), len(ids))
+    report.seconds = time.perf_counter() - t0
+    log.info("generation: %d shards, %d reused, %d generated, %d failed entirely", report.shards, report.reused,
+             report.generated, report.unjournalled)
+    return report

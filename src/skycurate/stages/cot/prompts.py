@@ -1,0 +1,383 @@
+"""Prompt preparation for CoT distillation: check, normalise, deduplicate, decontaminate, template.
+
+``check_batch`` is the pure per-batch part (unit-tested on Arrow): it coerces the optional
+columns, quarantines bad rows with a reason (missing fields, unknown answer types, images that
+do not decode, scores outside [0, 1]) and adds ``dedup_key`` (NFKC, case-folded,
+whitespace-collapsed question) and ``numbers`` (the question's numbers, in order).
+``prepare_on_spark`` chains it with the global steps on Spark: duplicate ids (quarantined),
+exact dedup on ``dedup_key``, near dedup (MinHash LSH on character 5-grams, verified, with the
+numbers folded into every band so that '12+30' never collides with '12+31'; the web pipeline's
+``near_dedup`` does the graph work) and decontamination (the leakage n-gram scan plus an exact
+match on the normalised text, since questions are often shorter than an n-gram).
+
+Templating (``render``) runs where the teacher's tokenizer is: in the generation step.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from skycurate.schemas import cot as S
+from skycurate.schemas.cot_verify import ANSWER_TYPES
+from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from skycurate.stages.leakage.decontaminate import NgramIndex
+
+_WS = re.compile(r"\s+")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+# The prepared prompt: inputs coerced to these types, then the bookkeeping columns.
+CHECKED_SCHEMA = pa.schema([
+    pa.field("id", pa.string()), pa.field("question", pa.string()), pa.field("reference_answer", pa.string()),
+    pa.field("answer_type", pa.string()), pa.field("images", pa.list_(pa.binary())),
+    pa.field("domain", pa.string()), pa.field("source", pa.string()), pa.field("difficulty", pa.float64()),
+    pa.field("s_v", pa.float64()), pa.field("s_t", pa.float64()), pa.field("s_i", pa.float64()),
+    pa.field("lang", pa.string()),
+    pa.field("dedup_key", pa.string()), pa.field("numbers", pa.string()),
+    pa.field("quarantine_reason", pa.string()), pa.field("quarantine_detail", pa.string()),
+    pa.field("record", pa.string()),
+])
+PROMPT_COLUMNS = [f.name for f in CHECKED_SCHEMA if f.name not in ("quarantine_reason", "quarantine_detail",
+                                                                   "record")]
+
+# What Spark reads from JSONL (explicit, so a bad value makes a malformed row, not a bad schema).
+JSON_READ_SCHEMA = ("id STRING, question STRING, reference_answer STRING, answer_type STRING, images ARRAY<STRING>, "
+                    "domain STRING, source STRING, difficulty DOUBLE, s_v DOUBLE, s_t DOUBLE, s_i DOUBLE, "
+                    "lang STRING, _corrupt_record STRING")
+
+
+def normalize_question(text: str) -> str:
+    """The question as sent: NFC, unified line ends, trailing spaces and outer blank lines removed."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+def dedup_key(text: str) -> str:
+    """NFKC, case-folded, whitespace collapsed: what exact dedup compares."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def numbers_of(text: str) -> str:
+    return " ".join(_NUMBER.findall(unicodedata.normalize("NFKC", text)))
+
+
+def _column(batch: pa.RecordBatch, name: str) -> list[Any]:
+    return batch.column(name).to_pylist() if name in batch.schema.names else [None] * batch.num_rows
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def load_image(value: Any, base_dir: str | None = None) -> bytes:
+    """Image bytes from bytes or a path; raises ``ValueError`` when it does not decode."""
+    from PIL import Image
+
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        path = Path(value) if Path(value).is_absolute() or base_dir is None else Path(base_dir) / value
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ValueError(f"cannot read image {value}: {e.strerror or e}") from None
+    else:
+        raise ValueError(f"an image must be bytes or a path, not {type(value).__name__}")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except Exception as e:  # noqa: BLE001 - any decoder failure is the row's problem
+        raise ValueError(f"image does not decode: {type(e).__name__}") from None
+    return data
+
+
+def _record_json(row: dict[str, Any]) -> str:
+    def safe(v: Any) -> Any:
+        if isinstance(v, (bytes, bytearray)):
+            return f"<{len(v)} bytes>"
+        if isinstance(v, list):
+            return [safe(x) for x in v]
+        return v
+    return json.dumps({k: safe(v) for k, v in row.items() if k != "_corrupt_record"}, ensure_ascii=False,
+                      default=str)[:4000]
+
+
+def _score(value: Any) -> tuple[float | None, bool]:
+    if value is None:
+        return None, True
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None, False
+    return f, (0.0 <= f <= 1.0)
+
+
+def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.RecordBatch:
+    """Coerce a batch of input prompts to ``CHECKED_SCHEMA``; bad rows get a quarantine reason."""
+    cols = {n: _column(batch, n) for n in (*S.REQUIRED_PROMPT_COLUMNS, *S.OPTIONAL_PROMPT_COLUMNS,
+                                           "_corrupt_record")}
+    out: dict[str, list[Any]] = {f.name: [] for f in CHECKED_SCHEMA}
+    for i in range(batch.num_rows):
+        raw = {n: cols[n][i] for n in cols}
+        reason = detail = None
+        rid = _as_text(raw["id"])
+        question = raw["question"] if isinstance(raw["question"], str) else _as_text(raw["question"])
+        ref = _as_text(raw["reference_answer"])
+        atype = (_as_text(raw["answer_type"]) or "").strip().lower()
+        images: list[bytes] | None = None
+        scores = {}
+        if raw["_corrupt_record"] is not None:
+            reason, detail = S.MALFORMED_RECORD, "not a JSON object with the expected field types"
+        elif not rid or not rid.strip():
+            reason, detail = S.MISSING_ID, "id is null or blank"
+        elif question is None or not question.strip():
+            reason, detail = S.MISSING_QUESTION, "question is null or blank"
+        elif ref is None or not ref.strip():
+            reason, detail = S.MISSING_REFERENCE, "reference_answer is null or blank"
+        elif atype not in ANSWER_TYPES:
+            reason, detail = S.UNKNOWN_ANSWER_TYPE, f"answer_type {raw['answer_type']!r} is not one of {', '.join(ANSWER_TYPES)}"
+        else:
+            for name in ("difficulty", "s_v", "s_t", "s_i"):
+                scores[name], ok = _score(raw[name])
+                if not ok:
+                    reason, detail = S.BAD_SCORE, f"{name} = {raw[name]!r} is not a number in [0, 1]"
+                    break
+            if reason is None and raw["images"]:
+                try:
+                    images = [load_image(v, base_dir) for v in raw["images"]]
+                except ValueError as e:
+                    reason, detail = S.BAD_IMAGE, str(e)
+        ok = reason is None
+        q = normalize_question(question) if ok else question
+        out["id"].append(rid.strip() if rid else rid)
+        out["question"].append(q)
+        out["reference_answer"].append(ref.strip() if ok else ref)
+        out["answer_type"].append(atype or None)
+        out["images"].append(images)
+        for name in ("domain", "source", "lang"):
+            out[name].append(_as_text(raw[name]))
+        for name in ("difficulty", "s_v", "s_t", "s_i"):
+            out[name].append(scores.get(name))
+        out["dedup_key"].append(dedup_key(q) if ok else None)
+        out["numbers"].append(numbers_of(q) if ok else None)
+        out["quarantine_reason"].append(reason)
+        out["quarantine_detail"].append(detail)
+        out["record"].append(None if ok else (raw["_corrupt_record"] or _record_json(raw))[:4000])
+    return pa.RecordBatch.from_pydict(out, schema=CHECKED_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------ Spark
+
+
+def read_prompts(spark: "SparkSession", source: str, store: str) -> tuple["DataFrame", list[Any]]:
+    """(DataFrame of the raw prompts, parents for lineage) from a dataset ref or JSONL/Parquet files."""
+    from skycurate.catalog import Catalog
+    from skycurate.catalog.manifest import Parent
+    from skycurate.catalog.writers import sha256_file
+    from skycurate.connectors.jsonl import expand_sources
+    from skycurate.errors import SkycurateError
+    from skycurate.spark import read_dataset
+
+    looks_like_file = any(source.endswith(s) for s in (".jsonl", ".json", ".parquet", ".jsonl.gz")) or "*" in source
+    if not looks_like_file and not Path(source).exists():
+        catalog = Catalog(store)
+        ref = catalog.resolve(source)
+        return read_dataset(spark, ref), [ref]
+    files = expand_sources([source])
+    if not files:
+        raise SkycurateError(f"prompts: no file matches {source}")
+    parents = [Parent(name=f"file:{f.name}", uri=str(f.resolve()), sha256=sha256_file(f)) for f in files]
+    paths = [str(f.resolve()) for f in files]
+    if all(p.endswith(".parquet") for p in paths):
+        return spark.read.parquet(*paths), parents
+    if any(p.endswith(".parquet") for p in paths):
+        raise SkycurateError("prompts: mix of Parquet and JSONL files; pass one kind")
+    df = (spark.read.schema(JSON_READ_SCHEMA).option("mode", "PERMISSIVE")
+          .option("columnNameOfCorruptRecord", "_corrupt_record").json(paths))
+    return df, parents
+
+
+def _input_columns(df: "DataFrame") -> "DataFrame":
+    """Keep the known columns, cast scalars to what ``check_batch`` expects."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, StringType
+
+    from skycurate.errors import SkycurateError
+
+    missing = [c for c in S.REQUIRED_PROMPT_COLUMNS if c not in df.columns]
+    if missing:
+        raise SkycurateError(f"prompts have no {', '.join(missing)} column(s); required: "
+                             f"{', '.join(S.REQUIRED_PROMPT_COLUMNS)}")
+    cols = []
+    for name in (*S.REQUIRED_PROMPT_COLUMNS, *S.OPTIONAL_PROMPT_COLUMNS, "_corrupt_record"):
+        if name not in df.columns:
+            continue
+        dtype = df.schema[name].dataType
+        if name == "images":
+            ok = isinstance(dtype, ArrayType)
+            cols.append(F.col(name) if ok else F.array(F.col(name).cast("string")).alias(name))
+        elif name in ("difficulty", "s_v", "s_t", "s_i"):
+            cols.append(F.col(name))
+        elif not isinstance(dtype, StringType):
+            cols.append(F.col(name).cast("string").alias(name))
+        else:
+            cols.append(F.col(name))
+    return df.select(*cols)
+
+
+def _fold_numbers_into_bands(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Near-dup candidates must share the question's numbers: each band hash is mixed with them."""
+    import xxhash
+
+    from skycurate.stages.hashing import fmix64
+
+    bands = batch.column("minhash_bands")
+    nums = batch.column("numbers").to_pylist()
+    out = []
+    for row, num in zip(bands.to_pylist(), nums, strict=True):
+        if row is None:
+            out.append(None)
+            continue
+        salt = np.uint64(xxhash.xxh64_intdigest((num or "").encode()))
+        h = np.asarray(row, dtype=np.int64).view(np.uint64) ^ salt
+        out.append(fmix64(h).view(np.int64).tolist())
+    idx = batch.schema.get_field_index("minhash_bands")
+    return batch.set_column(idx, batch.schema.field(idx), pa.array(out, bands.type))
+
+
+def _minhash_config(cfg: S.PrepareConfig):
+    from skycurate.schemas.web_dedup import MinHashConfig
+
+    return MinHashConfig(bands=cfg.bands, rows=cfg.rows, verify_threshold=cfg.near_threshold, char_ngram=5,
+                         char_ngram_langs=["_chars"], verify_all_pairs_up_to=200)
+
+
+def _near_batch(batch: pa.RecordBatch, cfg: S.PrepareConfig) -> pa.RecordBatch:
+    from skycurate.stages.web.minhash import minhash_batch
+
+    out = minhash_batch(batch, _minhash_config(cfg))
+    return _fold_numbers_into_bands(out) if cfg.same_numbers else out
+
+
+def prepare_on_spark(df: "DataFrame", cfg: S.PrepareConfig, index: "NgramIndex | None",
+                     benchmark_keys: list[str], base_dir: str | None = None) -> "DataFrame":
+    """Every input row once, ``CHECKED_SCHEMA`` columns plus ``reject_stage``/``reject_reason``:
+    quarantined rows have ``quarantine_reason``; rejected ones a verdict; the rest are the prompts."""
+    from functools import partial
+
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from skycurate.schemas.web_dedup import MINHASH_FIELDS
+    from skycurate.spark import arrow_schema, map_batches
+    from skycurate.stages.leakage.decontaminate import scan_on_spark, split_scan
+    from skycurate.stages.web.near_dedup import near_dedup
+
+    checked = map_batches(_input_columns(df), partial(check_batch, base_dir=base_dir), CHECKED_SCHEMA)
+    # duplicate ids: the first by question text keeps the id, the others are quarantined
+    w = Window.partitionBy("id").orderBy(F.col("question").asc_nulls_last(), "dedup_key")
+    first = F.row_number().over(w) == 1
+    checked = checked.withColumn("_first", F.when(F.col("id").isNull(), F.lit(True)).otherwise(first))
+    dup = (~F.col("_first")) & F.col("quarantine_reason").isNull()
+    checked = (checked.withColumn("quarantine_detail", F.when(dup, F.lit("an earlier row has this id"))
+                                  .otherwise(F.col("quarantine_detail")))
+               .withColumn("record", F.when(dup, F.to_json(F.struct("id", "question", "reference_answer")))
+                           .otherwise(F.col("record")))
+               .withColumn("quarantine_reason", F.when(dup, F.lit(S.DUPLICATE_ID))
+                           .otherwise(F.col("quarantine_reason"))).drop("_first"))
+    null = F.lit(None).cast("string")
+    stage = F.when(F.col("quarantine_reason").isNotNull(), F.lit(S.PREPARE)).otherwise(null)
+    out = checked.withColumn(REJECT_STAGE, stage).withColumn(
+        REJECT_REASON, F.when(F.col("quarantine_reason").isNotNull(), F.col("quarantine_reason")).otherwise(null))
+    if cfg.max_question_chars:
+        long_q = F.col(REJECT_REASON).isNull() & (F.length("question") > cfg.max_question_chars)
+        out = (out.withColumn(REJECT_STAGE, F.when(long_q, F.lit(S.PREPARE)).otherwise(F.col(REJECT_STAGE)))
+               .withColumn(REJECT_REASON, F.when(long_q, F.lit(S.TOO_LONG)).otherwise(F.col(REJECT_REASON))))
+    if cfg.exact_dedup:
+        pending = F.col(REJECT_REASON).isNull()
+        w2 = Window.partitionBy(F.when(pending, F.col("dedup_key"))).orderBy("id")
+        first_id = F.first("id").over(w2)
+        is_dup = pending & (first_id != F.col("id"))
+        out = (out.withColumn("_first_id", first_id)
+               .withColumn(REJECT_STAGE, F.when(is_dup, F.lit(S.EXACT_DEDUP)).otherwise(F.col(REJECT_STAGE)))
+               .withColumn(REJECT_REASON, F.when(is_dup, F.concat(F.lit("exact_duplicate of "), F.col("_first_id")))
+                           .otherwise(F.col(REJECT_REASON))).drop("_first_id"))
+    if cfg.near_dedup:
+        with_text = (out.withColumn("text", F.col("dedup_key")).withColumnRenamed("lang", "_lang")
+                     .withColumn("lang", F.lit("_chars")))   # minhash shingles "_chars" rows by characters
+        schema = arrow_schema(with_text)
+        for f in MINHASH_FIELDS:
+            schema = schema.append(f)
+        res = near_dedup(map_batches(with_text, partial(_near_batch, cfg=cfg), schema), _minhash_config(cfg))
+        out = (res.annotated.drop("lang", "text", "cluster_id", *[f.name for f in MINHASH_FIELDS])
+               .withColumnRenamed("_lang", "lang")
+               .withColumn(REJECT_STAGE, F.when(F.col(REJECT_STAGE) == "near_dedup", F.lit(S.NEAR_DEDUP))
+                           .otherwise(F.col(REJECT_STAGE))))
+    if index is not None or benchmark_keys:
+        pending = F.col(REJECT_REASON).isNull()
+        if benchmark_keys:
+            keys = df.sparkSession.createDataFrame([(k,) for k in benchmark_keys], "_bkey STRING").distinct()
+            out = out.join(F.broadcast(keys), F.col("dedup_key") == F.col("_bkey"), "left")
+            hit = pending & F.col("_bkey").isNotNull()
+            out = (out.withColumn(REJECT_STAGE, F.when(hit, F.lit(S.DECONTAMINATE)).otherwise(F.col(REJECT_STAGE)))
+                   .withColumn(REJECT_REASON, F.when(hit, F.lit(f"{S.CONTAMINATED}: equals a benchmark item"))
+                               .otherwise(F.col(REJECT_REASON))).drop("_bkey"))
+        if index is not None:
+            scanned, _ = split_scan(scan_on_spark(out.withColumn("text", F.col("question")), index,
+                                                  _drop_mode(cfg)))
+            stage_col = F.when(F.col(REJECT_STAGE) == "decontaminate", F.lit(S.DECONTAMINATE)) \
+                .otherwise(F.col(REJECT_STAGE))
+            reason_col = F.when((F.col(REJECT_STAGE) == "decontaminate") & ~F.col(REJECT_REASON).startswith(
+                S.CONTAMINATED), F.concat(F.lit(f"{S.CONTAMINATED}: "), F.col(REJECT_REASON))) \
+                .otherwise(F.col(REJECT_REASON))
+            out = (scanned.withColumn(REJECT_REASON, reason_col).withColumn(REJECT_STAGE, stage_col)
+                   .drop("text", "contaminated", "leak_ngrams", "leak_chars_removed"))
+    return out.select(*[f.name for f in CHECKED_SCHEMA], REJECT_STAGE, REJECT_REASON)
+
+
+def _drop_mode(cfg: S.PrepareConfig):
+    return cfg.decontaminate.model_copy(update={"mode": "drop_document"})
+
+
+# ------------------------------------------------------------------------------------ templating
+
+
+def user_content(question: str, tcfg: S.TemplateConfig) -> str:
+    return tcfg.user_template.replace("{question}", question)
+
+
+def render(question: str, tcfg: S.TemplateConfig, tokenizer: Any | None) -> str:
+    """The prompt text the teacher gets (``assistant_prefix`` included)."""
+    if tcfg.mode == "raw":
+        text = tcfg.template.replace("{system}", tcfg.system or "").replace("{question}", question)
+        return text + tcfg.assistant_prefix
+    if tokenizer is None:
+        from skycurate.errors import SkycurateError
+
+        raise SkycurateError("chat templating needs the teacher's tokenizer: give teacher.tokenizer (a local folder)")
+    messages = ([{"role": "system", "content": tcfg.system}] if tcfg.system else []) + [
+        {"role": "user", "content": user_content(question, tcfg)}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + tcfg.assistant_prefix
+
+
+def sft_messages(question: str, completion: str, tcfg: S.TemplateConfig) -> list[dict[str, str]]:
+    """[system?, user, assistant]: what a trainer's chat template turns back into a prompt + target."""
+    msgs = [{"role": "system", "content": tcfg.system}] if tcfg.system else []
+    user = user_content(question, tcfg) if tcfg.mode == "chat" else question
+    answer = (tcfg.assistant_prefix + completion).strip()
+    return [*msgs, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
