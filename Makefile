@@ -50,6 +50,9 @@ demo: install
 	.ci/ensure-docker
 	$(SKY) sample swe --out $(SAMPLE)/swe
 	$(SKY) run swe --repos $(SAMPLE)/swe/textkit --prs $(SAMPLE)/swe/issues.jsonl --store $(STORE)
+	# CoT distillation: a tiny arithmetic teacher trained on CPU (~2-3 min, reused), then distilled
+	$(SKY) sample cot --out $(SAMPLE)/cot
+	$(SKY) run distill --config examples/cot-demo.yaml --store $(STORE)
 
 # pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
 test: install vllm

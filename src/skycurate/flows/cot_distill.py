@@ -123,7 +123,7 @@ def _context_length(teacher: S.EngineConfig, tokenizer: Any) -> int | None:
     return int(limit) if limit and limit < 10**7 else None
 
 
-def _open_engine(teacher: S.EngineConfig):
+def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig):
     from skycurate.connectors.llm.generation import open_generator
 
     if teacher.engine == "openai":
@@ -131,7 +131,8 @@ def _open_engine(teacher: S.EngineConfig):
 
         if not teacher.base_url:
             raise SkycurateError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIGenerator(teacher.base_url, teacher.model or "", chat=False, concurrency=teacher.concurrency,
+        return OpenAIGenerator(teacher.base_url, teacher.model or "", chat=template.mode == "chat",
+                               concurrency=teacher.concurrency,
                                timeout_s=teacher.timeout_s, retries=teacher.retries)
     if teacher.engine == "vllm":
         opts = dict(teacher.vllm_options)
@@ -220,7 +221,7 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identit
     items, too_long, extra = _prompt_rows(table, template, teacher, gen, tokenizer)
     params = gen.sampling.model_copy(update={"n": gen.samples})
     work = Path(catalog.root) / "_work" / S.NAMESPACE / work_key(prompts, engine_identity, template, teacher, gen)
-    generator = _open_engine(teacher) if items else None
+    generator = _open_engine(teacher, template) if items else None
     try:
         def progress(done: int, total: int, n: int) -> None:
             log.info("generation: shard %d/%d done (%d prompts x %d samples)", done, total, n, gen.samples)
