@@ -140,3 +140,42 @@ def test_a_killed_run_resumes_without_regenerating_finished_shards(transformers_
     key = lambda rows: sorted((r["prompt_id"], r["sample_index"], r["completion"]) for r in rows)  # noqa: E731
     assert key(_rows(store, "cot/generations@latest")) == key(_rows(ref_store, "cot/generations@latest"))
     assert key(_rows(store, "cot/sft@latest")) == key(_rows(ref_store, "cot/sft@latest"))
+
+
+def _config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "distill.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_distill_through_the_vllm_offline_backend(teacher, prompts, vllm_python, tmp_path):
+    store = str(tmp_path / "store")
+    config = _config(tmp_path, f"teacher:\n  vllm_python: {vllm_python}\n"
+                               "  vllm_options: {dtype: float32, enforce_eager: true}\n")
+    out = _distill("--prompts", str(prompts.path), "--engine", "vllm", "--model", str(teacher), *COMMON,
+                   "--shard-size", "4", "--config", config, "--store", store)
+    s = out["stats"]
+    assert s["prompts_in"] == s["prompts_with_chain"] + s["rejected"] + s["quarantined"] == GOOD + 5
+    assert s["samples"] == GOOD * 4 and s["engine_errors"] == 0 and s["shards"]["shards"] == GOOD // 4
+    gens = _rows(store, "cot/generations@latest")
+    assert all(g["prompt_tokens"] > 5 and g["completion_tokens"] > 0 for g in gens)
+    sft = _rows(store, "cot/sft@latest")
+    assert sft and all(r["teacher"].startswith("vllm:") and r["correct"] for r in sft)
+    assert all(cot.extract_boxed(r["messages"][1]["content"]) == r["reference_answer"] for r in sft)
+
+
+def test_distill_through_a_real_vllm_server_in_chat_mode(teacher, prompts, vllm_serve, tmp_path):
+    store = str(tmp_path / "store")
+    with vllm_serve(teacher, "teacher", args=["--dtype", "float32", "--enforce-eager"]) as url:
+        out = _distill("--prompts", str(prompts.path), "--engine", "openai", "--base-url", url, "--model", "teacher",
+                       "--chat", *COMMON, "--shard-size", "4", "--store", store)
+    s = out["stats"]
+    assert s["prompts_in"] == s["prompts_with_chain"] + s["rejected"] + s["quarantined"] == GOOD + 5
+    # no local tokenizer: the too-long prompt reaches the server, which refuses it -> quarantined with the error
+    quarantined = {r["id"]: r for r in _rows(store, "cot/quarantine@latest")}
+    assert quarantined["arith-bad-long"]["reason"] == "engine_error" and quarantined["arith-bad-long"]["detail"]
+    assert s["shards"]["unjournalled"] == 0 or s["shards"]["generated"] >= 1
+    sft = _rows(store, "cot/sft@latest")
+    assert sft and all(r["teacher"].startswith("openai:teacher@") and r["correct"] for r in sft)
+    gens = [g for g in _rows(store, "cot/generations@latest") if g["error"] is None]
+    assert len(gens) == GOOD * 4 and all(g["completion"].startswith(" <think>") for g in gens)

@@ -8,8 +8,9 @@ decides the samples (prompts version, teacher, template, sampling, shard size), 
 setting never reuses stale shards. ``plan.json`` records each shard's prompt ids; a plan that
 differs is an error, never a silent mix.
 
-Seeds: shard ``k`` samples with ``seed + k``, so a regenerated shard gets the samples an
-uninterrupted run would have got (for backends that are deterministic given a seed).
+Seeds: shard ``k`` samples with ``seed + k * shard_size`` (backends that seed per prompt add the
+prompt's index in the shard, so every prompt has its own seed), so a regenerated shard gets the
+samples an uninterrupted run would have got (for backends that are deterministic given a seed).
 A shard in which every sample failed (engine down) is not journalled: the next run retries it.
 """
 
@@ -116,7 +117,7 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
                 progress(k + 1, len(plan), len(ids))
             continue
         batch = [by_id[i] for i in ids]
-        shard_params = params.model_copy(update={"seed": params.seed + k})
+        shard_params = params.model_copy(update={"seed": params.seed + k * shard_size})
         penalties = [b.penalty for b in batch]
         outputs = generate([b.text for b in batch], shard_params,
                            penalties=None if all(p == 1.0 for p in penalties) else penalties,
