@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +46,70 @@ def store(tmp_path) -> str:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> str:
+    """The interpreter with vLLM (``.venv-vllm``, made by ``make vllm``); a failure, not a skip, without it."""
+    from skycurate.connectors.llm.vllm_process import find_vllm_python
+
+    python = find_vllm_python()
+    if python is None:
+        pytest.fail("no vLLM interpreter: run `make vllm` (creates .venv-vllm) or set SKYCURATE_VLLM_PYTHON",
+                    pytrace=False)
+    return python
+
+
+@contextlib.contextmanager
+def serve_vllm(python: str, model_dir: str | os.PathLike, name: str, *, args: tuple[str, ...] | list[str] = (),
+               log_path: str | os.PathLike | None = None, timeout_s: float = 240):
+    """A real ``vllm serve`` (OpenAI-compatible API server) of ``model_dir`` as ``name`` on 127.0.0.1;
+    yields the base URL (``http://127.0.0.1:PORT/v1``). ``args``: more server options."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    log_path = Path(log_path) if log_path else Path(model_dir).parent / f"vllm-serve-{name}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - open while the server runs
+    proc = subprocess.Popen([python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+                             "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), *args],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"vllm serve exited ({proc.returncode}); see {log_path}", pytrace=False)
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"vllm serve did not come up in {timeout_s:g} s; see {log_path}", pytrace=False)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_serve(vllm_python):
+    """``with vllm_serve(model_dir, name, args=[...]) as base_url:`` - see :func:`serve_vllm`."""
+    return functools.partial(serve_vllm, vllm_python)
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -82,35 +82,29 @@ def test_prompts_jsonl_flags_the_bad_rows(tmp_path):
     train_q = {p.question for p in cot.arithmetic_problems(300, seed=0)}
     summary = cot.write_prompts(tmp_path / "prompts.jsonl", 60, seed=5, exclude=train_q)
     rows = [json.loads(line) for line in (tmp_path / "prompts.jsonl").read_text().splitlines()]
-    assert summary.rows == len(rows) == 62 and len(summary.good_ids) == 60
-    assert summary.bad == {"missing_reference": ["arith-bad-noref"], "too_long": ["arith-bad-long"]}
+    assert summary.rows == len(rows) == 65 and len(summary.good_ids) == 60
+    assert summary.bad == {"missing_reference": ["arith-bad-noref"], "too_long": ["arith-bad-long"],
+                           "duplicate": ["arith-bad-dup"], "unknown_answer_type": ["arith-bad-type"],
+                           "bad_image": ["arith-bad-image"]}
     assert summary.by_level == {"easy": 20, "medium": 20, "hard": 20}
     by_id = {r["id"]: r for r in rows}
-    assert len(by_id) == 62 and sorted(summary.good_ids + summary.bad_ids) == sorted(by_id)
+    assert len(by_id) == 65 and sorted(summary.good_ids + summary.bad_ids) == sorted(by_id)
     for rid in summary.good_ids:
         r = by_id[rid]
-        assert set(r) >= {"id", "question", "reference_answer", "answer_type", "domain", "source", "difficulty"}
+        assert set(r) >= {"id", "question", "reference_answer", "answer_type", "domain", "source", "steps"}
         assert r["domain"] == "arithmetic" and r["source"] == "synthetic" and r["answer_type"] in ("math", "numeric")
         assert isinstance(r["reference_answer"], str) and r["reference_answer"].isdigit()
-        assert r["difficulty"] in (1.0, 2.0, 3.0) and r["question"] not in train_q
+        assert r["steps"] in (1, 2, 3) and r["question"] not in train_q
         if r["answer_type"] == "math":  # recompute the reference from the question
             assert str(_py_eval(r["question"].removeprefix("What is ").removesuffix("?"))) == r["reference_answer"]
     assert by_id["arith-bad-noref"]["reference_answer"] is None and by_id["arith-bad-noref"]["question"]
     long_q = by_id["arith-bad-long"]["question"]
     assert len(long_q) >= 6000 and by_id["arith-bad-long"]["reference_answer"]   # >> 256 tokens of context
+    assert by_id["arith-bad-dup"]["question"] == by_id["arith-00000"]["question"]
+    assert by_id["arith-bad-type"]["answer_type"] == "essay" and by_id["arith-bad-image"]["images"]
     assert json.loads(json.dumps(summary.to_dict()))["bad"] == summary.bad
     clean = cot.write_prompts(tmp_path / "clean.jsonl", 9, seed=5, bad_rows=False)
     assert clean.bad == {} and clean.rows == 9
-
-
-@pytest.fixture(scope="module")
-def smoke_teacher(tmp_path_factory):
-    """A very small teacher trained for a few seconds on one-step additions."""
-    cfg = cot.TeacherConfig(hidden=64, layers=2, heads=2, intermediate=128, batch_size=16, lr=4e-3, threads=1)
-    report: dict = {}
-    out = cot.train_teacher(tmp_path_factory.mktemp("teacher"), n_train=2400, epochs=1, seed=0, config=cfg,
-                            kinds=("add",), report=report)
-    return out, report
 
 
 def test_smoke_teacher_saves_a_loadable_model_and_writes_the_format(smoke_teacher):

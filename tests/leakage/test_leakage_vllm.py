@@ -13,18 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny_lm  # noqa: E402
 
 from skycurate.connectors.llm import EngineError, open_scorer  # noqa: E402
-from skycurate.connectors.llm.vllm_process import find_vllm_python  # noqa: E402
 from skycurate.schemas.leakage_audit import AuditConfig  # noqa: E402
 from skycurate.stages.leakage.membership import score_benchmark, summarize  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def vllm_python():
-    python = find_vllm_python()
-    if python is None:
-        pytest.fail("no vLLM interpreter: run `make vllm` (creates .venv-vllm) or set SKYCURATE_VLLM_PYTHON",
-                    pytrace=False)
-    return python
 
 
 @pytest.fixture(scope="module")
@@ -74,47 +64,10 @@ def test_a_broken_vllm_interpreter_is_one_clear_error(model_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def vllm_server(vllm_python, model_dir):
+def vllm_server(vllm_serve, model_dir):
     """A real `vllm serve` (OpenAI-compatible API server) of the tiny model on 127.0.0.1."""
-    import os
-    import socket
-    import subprocess
-    import time
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
-    log = open(Path(model_dir).parent / "vllm-serve.log", "w")
-    proc = subprocess.Popen([vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-                             "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
-                             "--dtype", "float32", "--max-model-len", "512"], stdout=log, stderr=subprocess.STDOUT,
-                            env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited ({proc.returncode}); see {log.name}", pytrace=False)
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"vllm serve did not come up in 240 s; see {log.name}", pytrace=False)
+    with vllm_serve(model_dir, "tiny", args=["--dtype", "float32", "--max-model-len", "512", "--enforce-eager"]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.usefixtures("prefect_harness")

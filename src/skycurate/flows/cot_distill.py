@@ -132,7 +132,7 @@ def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig):
         if not teacher.base_url:
             raise SkycurateError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         return OpenAIGenerator(teacher.base_url, teacher.model or "", chat=template.mode == "chat",
-                               concurrency=teacher.concurrency,
+                               concurrency=teacher.concurrency, system=template.system,
                                timeout_s=teacher.timeout_s, retries=teacher.retries)
     if teacher.engine == "vllm":
         opts = dict(teacher.vllm_options)

@@ -52,28 +52,31 @@ def build_reference(store: str, benchmark: BenchmarkSpec, files: dict[str, dict[
     kept: list[dict] = []
     rejected: list[dict] = []
     sent = 0
-    while len(kept) < cfg.samples and sent < len(prompts):
-        wave = prompts[sent:sent + max(1, min(len(prompts) - sent, int(1.5 * (cfg.samples - len(kept))) + 1))]
-        sent += len(wave)
-        outputs = generator.generate([p.text for p in wave],
-                                     params.model_copy(update={"seed": cfg.seed + wave[0].index}))
-        for prompt, gens in zip(wave, outputs, strict=True):
-            for k, g in enumerate(gens):
-                if g.error:
-                    rejected.append({"prompt_index": prompt.index, "reason": f"engine_error:{g.error[:200]}",
-                                     "text": None})
-                    continue
-                text = g.text.strip()
-                reason = screen.verdict(text, cfg.min_chars)
-                if reason is None and len(kept) >= cfg.samples:
-                    reason = "surplus"
-                if reason:
-                    rejected.append({"prompt_index": prompt.index, "reason": reason, "text": text})
-                    continue
-                kept.append({"item_id": sample_id(benchmark.name, prompt.index, k), "text": text,
-                             "prompt_index": prompt.index, "example_ids": prompt.example_ids,
-                             "engine": generator.name, "finish_reason": g.finish_reason})
-        log.info("reference %s: %d/%d accepted after %d prompts", benchmark.name, len(kept), cfg.samples, sent)
+    try:
+        while len(kept) < cfg.samples and sent < len(prompts):
+            wave = prompts[sent:sent + max(1, min(len(prompts) - sent, int(1.5 * (cfg.samples - len(kept))) + 1))]
+            sent += len(wave)
+            outputs = generator.generate([p.text for p in wave],
+                                         params.model_copy(update={"seed": cfg.seed + wave[0].index}))
+            for prompt, gens in zip(wave, outputs, strict=True):
+                for k, g in enumerate(gens):
+                    if g.error:
+                        rejected.append({"prompt_index": prompt.index, "reason": f"engine_error:{g.error[:200]}",
+                                         "text": None})
+                        continue
+                    text = g.text.strip()
+                    reason = screen.verdict(text, cfg.min_chars)
+                    if reason is None and len(kept) >= cfg.samples:
+                        reason = "surplus"
+                    if reason:
+                        rejected.append({"prompt_index": prompt.index, "reason": reason, "text": text})
+                        continue
+                    kept.append({"item_id": sample_id(benchmark.name, prompt.index, k), "text": text,
+                                 "prompt_index": prompt.index, "example_ids": prompt.example_ids,
+                                 "engine": generator.name, "finish_reason": g.finish_reason})
+            log.info("reference %s: %d/%d accepted after %d prompts", benchmark.name, len(kept), cfg.samples, sent)
+    finally:
+        generator.close()
     if not kept:
         raise SkycurateError(f"reference for {benchmark.name}: the engine wrote nothing usable in {sent} prompts "
                              f"({len(rejected)} rejected; first reasons: "

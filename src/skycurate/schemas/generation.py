@@ -16,3 +16,6 @@ class SamplingParams(StrictModel):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     seed: int = 0
     stop: list[str] = Field(default_factory=list, description="cut the completion at the first of these")
+    repetition_penalty: float = Field(default=1.0, gt=0.0,
+                                      description="repetition penalty (1 = none) for prompts without a "
+                                                  "per-prompt penalty in Generator.generate(penalties=...)")

@@ -1,5 +1,6 @@
 """LLM engines: scoring (per-token log-probs for the leakage audit: ``scoring``,
-``transformers_scorer``) and text generation (``generation``).
+``transformers_scorer``) and text generation (``generation``; vLLM's offline engine in its own
+interpreter: ``vllm_generation`` with its worker ``vllm_generate_worker.py``).
 
 Backends are imported lazily so that importing this package never imports torch or vLLM.
 """

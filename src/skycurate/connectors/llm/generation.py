@@ -1,10 +1,27 @@
-"""Text generation through one interface with real backends: transformers (CPU/GPU, batched) and
-any OpenAI-compatible HTTP endpoint (``vllm serve``, hosted APIs).
+"""Text generation through one interface with real backends: transformers (CPU/GPU, batched),
+vLLM's offline engine in its own interpreter (``vllm_generation.VllmGenerator``) and any
+OpenAI-compatible HTTP endpoint (``vllm serve``, hosted APIs).
 
 Callers (the leakage reference builder, CoT distillation) hand over prompts and sampling
 parameters and get ``Generation`` records back in prompt order, ``n`` per prompt. An engine
 failure for one prompt (after retries) becomes a ``Generation`` with ``error`` set, never an
-exception that loses the whole batch: the caller quarantines it with the reason.
+exception that loses the whole batch: the caller quarantines it with the reason. An engine that
+cannot start (or a vLLM worker that dies) is an ``EngineError``.
+
+Common semantics of every backend:
+
+- ``penalties[i]`` is prompt ``i``'s repetition penalty (1 = none); ``None`` means
+  ``params.repetition_penalty`` for every prompt.
+- ``add_special_tokens``: the tokenizer adds its special tokens (BOS) to the prompt text, as
+  transformers, ``LLM.generate`` and ``vllm serve`` completions do by default. Chat endpoints
+  render their template (special tokens included) and ignore it.
+- ``prompt_tokens``: the prompt's tokens as the engine saw them (BOS included);
+  ``completion_tokens``: the tokens generated, the final EOS included (what vLLM and the OpenAI
+  ``usage`` count); ``finish_reason``: ``stop`` (EOS or a stop string), ``length``
+  (``max_new_tokens`` reached) or ``error``.
+- Seeds: the same call (prompts, params, penalties) gives the same samples. transformers seeds
+  torch with ``params.seed`` at the start of each call; vLLM and HTTP backends seed prompt ``i``
+  with ``params.seed + i``.
 """
 
 from __future__ import annotations
@@ -14,7 +31,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from skycurate.connectors.llm import EngineError
 from skycurate.schemas.generation import SamplingParams
@@ -32,9 +49,28 @@ class Generation:
 class Generator(Protocol):
     name: str
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
+                 add_special_tokens: bool = True) -> list[list[Generation]]:
         """``n`` generations per prompt, in prompt order."""
         ...
+
+    def close(self) -> None:
+        """Release the engine (model memory, worker process, HTTP connections)."""
+        ...
+
+
+def resolve_penalties(prompts: Sequence[str], params: SamplingParams,
+                      penalties: Sequence[float] | None) -> list[float]:
+    """One repetition penalty per prompt: ``penalties`` or ``params.repetition_penalty``."""
+    if penalties is None:
+        return [float(params.repetition_penalty)] * len(prompts)
+    if len(penalties) != len(prompts):
+        raise ValueError(f"{len(penalties)} penalties for {len(prompts)} prompts")
+    out = [float(p) for p in penalties]
+    bad = [p for p in out if not p > 0]
+    if bad:
+        raise ValueError(f"repetition penalties must be > 0, got {bad[0]}")
+    return out
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -67,39 +103,62 @@ class TransformersGenerator:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token or self.tok.unk_token
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
+                 add_special_tokens: bool = True) -> list[list[Generation]]:
+        """Prompts with the same penalty share batches (``repetition_penalty`` is per ``generate``
+        call); within a penalty, longest first. ``torch.manual_seed(params.seed)`` at the start:
+        the same call gives the same samples."""
         import torch
 
+        pens = resolve_penalties(prompts, params, penalties)
         out: list[list[Generation]] = [[] for _ in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        groups: dict[float, list[int]] = {}
+        for i, pen in enumerate(pens):
+            groups.setdefault(pen, []).append(i)
         torch.manual_seed(params.seed)
+        sample = params.temperature > 0
+        # greedy decoding gives one answer: generate it once and repeat it n times
+        n_gen = params.n if sample else 1
+        kw = ({"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+              if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
         eos = self.tok.eos_token_id
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                           add_special_tokens=False).to(self.device)
-            sample = params.temperature > 0
-            with torch.inference_mode():
-                gen = self.model.generate(
-                    **enc, max_new_tokens=params.max_new_tokens, do_sample=sample,
-                    temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
-                    num_return_sequences=params.n, pad_token_id=self.tok.pad_token_id, eos_token_id=eos)
-            width = enc["input_ids"].shape[1]
-            for j, i in enumerate(idx):
-                n_prompt = int(enc["attention_mask"][j].sum())
-                for k in range(params.n):
-                    ids = gen[j * params.n + k, width:].tolist()
-                    ended = eos is not None and eos in ids
-                    if ended:
-                        ids = ids[:ids.index(eos)]
-                    else:
-                        ids = [t for t in ids if t != self.tok.pad_token_id] if self.tok.pad_token_id != eos else ids
-                    text = self.tok.decode(ids, skip_special_tokens=True)
-                    text, stopped = _cut_at_stop(text, params.stop)
-                    reason = "stop" if ended or stopped else ("length" if len(ids) >= params.max_new_tokens else "stop")
-                    out[i].append(Generation(text=text, finish_reason=reason, prompt_tokens=n_prompt,
-                                             completion_tokens=len(ids)))
+        for pen in sorted(groups):
+            order = sorted(groups[pen], key=lambda i: len(prompts[i]), reverse=True)
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                               add_special_tokens=add_special_tokens).to(self.device)
+                with torch.inference_mode():
+                    gen = self.model.generate(
+                        **enc, max_new_tokens=params.max_new_tokens, num_return_sequences=n_gen,
+                        repetition_penalty=pen if pen != 1.0 else None,
+                        pad_token_id=self.tok.pad_token_id, eos_token_id=eos, **kw)
+                width = enc["input_ids"].shape[1]
+                for j, i in enumerate(idx):
+                    n_prompt = int(enc["attention_mask"][j].sum())
+                    for k in range(params.n):
+                        ids = gen[j * n_gen + (k if sample else 0), width:].tolist()
+                        ended = eos is not None and eos in ids
+                        if ended:
+                            ids = ids[:ids.index(eos)]
+                        elif self.tok.pad_token_id is not None and self.tok.pad_token_id != eos:
+                            ids = [t for t in ids if t != self.tok.pad_token_id]
+                        text = self.tok.decode(ids, skip_special_tokens=True)
+                        text, stopped = _cut_at_stop(text, params.stop)
+                        reason = ("stop" if ended or stopped
+                                  else ("length" if len(ids) >= params.max_new_tokens else "stop"))
+                        out[i].append(Generation(text=text, finish_reason=reason, prompt_tokens=n_prompt,
+                                                 completion_tokens=len(ids) + int(ended)))
         return out
+
+    def close(self) -> None:
+        """Drop the model (and the CUDA cache)."""
+        model = self.__dict__.pop("model", None)
+        if model is not None and self.device.startswith("cuda"):
+            import torch
+
+            del model
+            torch.cuda.empty_cache()
 
 
 class OpenAIGenerator:
@@ -109,30 +168,38 @@ class OpenAIGenerator:
     with exponential backoff; a prompt that still fails gets ``Generation(error=...)``.
     """
 
-    RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+    RETRY_STATUS: ClassVar[frozenset[int]] = frozenset({408, 409, 429, 500, 502, 503, 504})
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, chat: bool = False,
-                 concurrency: int = 8, timeout_s: float = 120.0, retries: int = 4, backoff_s: float = 1.0) -> None:
+                 concurrency: int = 8, timeout_s: float = 120.0, retries: int = 4, backoff_s: float = 1.0,
+                 system: str | None = None) -> None:
         import httpx
 
         self.name = f"openai:{model}@{base_url}"
-        self.model, self.chat = model, chat
+        self.model, self.chat, self.system = model, chat, system
         self.concurrency, self.retries, self.backoff_s = concurrency, retries, backoff_s
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
                                    headers={"Authorization": f"Bearer {key}"})
 
-    def _request(self, prompt: str, params: SamplingParams, seed: int) -> dict:
+    def _request(self, prompt: str, params: SamplingParams, seed: int, penalty: float,
+                 add_special_tokens: bool) -> dict:
         import httpx
 
-        body = {"model": self.model, "n": params.n, "max_tokens": params.max_new_tokens,
+        # greedy decoding has one answer (vLLM refuses n > 1 then): ask once, repeat it n times
+        body = {"model": self.model, "n": params.n if params.temperature > 0 else 1, "max_tokens": params.max_new_tokens,
                 "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
         if params.stop:
             body["stop"] = params.stop
+        if penalty != 1.0:
+            body["repetition_penalty"] = penalty        # a vLLM extra parameter
         if self.chat:
-            path, body["messages"] = "/chat/completions", [{"role": "user", "content": prompt}]
+            system = [{"role": "system", "content": self.system}] if self.system else []
+            path, body["messages"] = "/chat/completions", [*system, {"role": "user", "content": prompt}]
         else:
             path, body["prompt"] = "/completions", prompt
+            if not add_special_tokens:
+                body["add_special_tokens"] = False      # a vLLM extra parameter (its default is True)
         last = ""
         for attempt in range(self.retries + 1):
             try:
@@ -148,35 +215,53 @@ class OpenAIGenerator:
                 time.sleep(self.backoff_s * 2 ** attempt)
         raise EngineError(last or "request failed")
 
-    def _one(self, prompt: str, params: SamplingParams, seed: int) -> list[Generation]:
+    def _one(self, prompt: str, params: SamplingParams, seed: int, penalty: float,
+             add_special_tokens: bool) -> list[Generation]:
         try:
-            data = self._request(prompt, params, seed)
+            data = self._request(prompt, params, seed, penalty, add_special_tokens)
         except EngineError as e:
-            return [Generation(text="", finish_reason="error", error=str(e))] * params.n
+            return [Generation(text="", finish_reason="error", error=str(e)) for _ in range(params.n)]
         usage = data.get("usage") or {}
+        asked = params.n if params.temperature > 0 else 1
         gens = []
-        for choice in data.get("choices", []):
-            text = choice["message"]["content"] if self.chat else choice.get("text", "")
+        for choice in sorted(data.get("choices", []), key=lambda c: c.get("index", 0)):
+            text = (choice.get("message") or {}).get("content") if self.chat else choice.get("text", "")
             gens.append(Generation(text=text or "", finish_reason=choice.get("finish_reason") or "stop",
                                    prompt_tokens=usage.get("prompt_tokens", 0),
-                                   completion_tokens=usage.get("completion_tokens", 0) // max(1, params.n)))
-        return gens or [Generation(text="", finish_reason="error", error="no choices in the response")]
+                                   completion_tokens=usage.get("completion_tokens", 0) // asked))
+        if gens and asked == 1 and params.n > 1:
+            gens = [Generation(**vars(gens[0])) for _ in range(params.n)]
+        return gens or [Generation(text="", finish_reason="error", error="no choices in the response")
+                        for _ in range(params.n)]
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
+                 add_special_tokens: bool = True) -> list[list[Generation]]:
+        """Prompt ``i`` is sent with seed ``params.seed + i``; ``completion_tokens`` is the
+        response's ``usage`` divided by ``n`` (endpoints count all choices together)."""
+        pens = resolve_penalties(prompts, params, penalties)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda ip: self._one(ip[1], params, params.seed + ip[0]), enumerate(prompts)))
+            return list(pool.map(lambda i: self._one(prompts[i], params, params.seed + i, pens[i], add_special_tokens),
+                                 range(len(prompts))))
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def open_generator(engine: str, model: str, *, base_url: str | None = None, device: str = "auto",
-                   batch_size: int = 8) -> Generator:
-    """``engine`` is ``transformers`` (``model`` = local folder) or ``openai`` (``model`` = served name)."""
+                   batch_size: int = 8, chat: bool = False, api_key: str | None = None,
+                   vllm_python: str | None = None, options: dict | None = None, seed: int = 0,
+                   log_path: str | os.PathLike | None = None) -> Generator:
+    """``engine`` is ``transformers`` or ``vllm`` (``model`` = local folder; ``vllm_python``,
+    ``options``, ``seed``, ``log_path`` go to :class:`~.vllm_generation.VllmGenerator`) or
+    ``openai`` (``model`` = served name at ``base_url``; ``chat``, ``api_key``)."""
     if engine == "transformers":
         return TransformersGenerator(model, device=device, batch_size=batch_size)
     if engine == "openai":
         if not base_url:
             raise EngineError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIGenerator(base_url, model)
+        return OpenAIGenerator(base_url, model, api_key=api_key, chat=chat)
     if engine == "vllm":
-        raise EngineError("the vllm generation backend is not available yet; serve the model with "
-                          "`vllm serve` and use --engine openai --base-url ...")
-    raise EngineError(f"unknown engine {engine!r}: use transformers or openai")
+        from skycurate.connectors.llm.vllm_generation import VllmGenerator
+
+        return VllmGenerator(model, python=vllm_python, options=options, seed=seed, log_path=log_path)
+    raise EngineError(f"unknown engine {engine!r}: use transformers, vllm or openai")
