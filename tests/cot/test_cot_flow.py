@@ -5,6 +5,7 @@ venv) and the OpenAI-compatible backend against a real ``vllm serve``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -113,8 +114,8 @@ def test_a_killed_run_resumes_without_regenerating_finished_shards(transformers_
     cmd = [sys.executable, "-c", "from skycurate.cli import main; main()", "run", "distill", "--prompts",
            str(prompts.path), "--engine", "transformers", "--model", str(teacher), *COMMON, "--store", store]
     env = {**os.environ, "SKYCURATE_SPARK_MASTER": "local[1]"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    log = open(tmp_path / "killed-run.log", "w")  # noqa: SIM115 - open while the child runs
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     work = Path(store) / "_work" / "cot"
     try:
         deadline = time.monotonic() + 300
@@ -122,12 +123,16 @@ def test_a_killed_run_resumes_without_regenerating_finished_shards(transformers_
             if len(list(work.glob("*/shard-*.parquet"))) >= 2:
                 break
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)      # the CLI, its Spark JVM and its Prefect server
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its Spark JVM and its Prefect server
     finally:
         proc.wait(timeout=60)
+        log.close()
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in work.glob("*/shard-*.parquet")}
-    assert 2 <= len(before) < GOOD, "the run should have been killed half way"
-    assert not Catalog(store).exists("cot/sft@latest") if Catalog(store).names() else True
+    tail = "\n".join((tmp_path / "killed-run.log").read_text(errors="replace").splitlines()[-15:])
+    assert proc.returncode == -signal.SIGKILL, f"the run ended by itself ({proc.returncode}):\n{tail}"
+    assert 2 <= len(before) < GOOD, f"the run should have been killed half way:\n{tail}"
+    assert not (Path(store) / "cot" / "sft").exists()                     # nothing half-published
 
     out = _distill("--prompts", str(prompts.path), "--engine", "transformers", "--model", str(teacher), *COMMON,
                    "--store", store)
@@ -179,3 +184,20 @@ def test_distill_through_a_real_vllm_server_in_chat_mode(teacher, prompts, vllm_
     assert sft and all(r["teacher"].startswith("openai:teacher@") and r["correct"] for r in sft)
     gens = [g for g in _rows(store, "cot/generations@latest") if g["error"] is None]
     assert len(gens) == GOOD * 4 and all(g["completion"].startswith(" <think>") for g in gens)
+
+
+def test_new_prompts_version_generates_only_the_new_shards(transformers_run, teacher, prompts, tmp_path):
+    """Shards are content-addressed: the same prompts in the same shards are never generated twice."""
+    store, first = transformers_run
+    extra = cot.arithmetic_problems(1, seed=99, kinds=("add",), exclude=cot.training_questions(teacher))[0]
+    path = tmp_path / "more.jsonl"
+    path.write_text(prompts.path.read_text() + json.dumps(cot.prompt_row(extra, "arith-zzz-new")) + "\n")
+    out = _distill("--prompts", str(path), "--engine", "transformers", "--model", str(teacher), *COMMON,
+                   "--store", store)
+    s = out["stats"]
+    assert s["prompts_in"] == GOOD + 6 and s["prompts_in"] == s["prompts_with_chain"] + s["rejected"] + s["quarantined"]
+    assert s["shards"]["reused"] == GOOD and s["shards"]["generated"] == 1
+    assert out["datasets"]["sft"]["ref"] != first["datasets"]["sft"]["ref"]        # a new version, old one intact
+    old = {(r["prompt_id"], r["sample_index"]): r["completion"] for r in _rows(store, first["datasets"]["generations"]["ref"])}
+    new = {(r["prompt_id"], r["sample_index"]): r["completion"] for r in _rows(store, "cot/generations@latest")}
+    assert {k: new[k] for k in old} == old and len(new) == len(old) + 4

@@ -142,9 +142,9 @@ def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig):
     return open_generator("transformers", teacher.model, device=teacher.device, batch_size=teacher.batch_size)
 
 
-def work_key(prompts: DatasetRef, identity: Any, template: S.TemplateConfig, teacher: S.EngineConfig,
+def work_key(identity: Any, template: S.TemplateConfig, teacher: S.EngineConfig,
              gen: S.GenerateConfig) -> str:
-    payload = {"prompts": prompts.label, "engine": identity, "template": template.model_dump(mode="json"),
+    payload = {"engine": identity, "template": template.model_dump(mode="json"),
                "teacher": teacher.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size",
                                                                    "vllm_python", "device"}),
                "generate": gen.model_dump(mode="json")}
@@ -220,7 +220,7 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identit
         raise SkycurateError("chat templating needs a local tokenizer: set teacher.tokenizer")
     items, too_long, extra = _prompt_rows(table, template, teacher, gen, tokenizer)
     params = gen.sampling.model_copy(update={"n": gen.samples})
-    work = Path(catalog.root) / "_work" / S.NAMESPACE / work_key(prompts, engine_identity, template, teacher, gen)
+    work = Path(catalog.root) / "_work" / S.NAMESPACE / work_key(engine_identity, template, teacher, gen)
     generator = _open_engine(teacher, template) if items else None
     try:
         def progress(done: int, total: int, n: int) -> None:
@@ -264,7 +264,8 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identit
 
         teacher_name = engine_identity if isinstance(engine_identity, str) else f"{teacher.engine}:{teacher.model}"
         sampling_json = json.dumps(params.model_dump(mode="json"), sort_keys=True)
-        sft = (selected.filter(F.col("selected"))
+        images = session.createDataFrame(table.select(["id", "images"]).rename_columns(["prompt_id", "images"]))
+        sft = (selected.filter(F.col("selected")).join(images, "prompt_id", "left")
                .withColumn("id", F.concat(F.col("prompt_id"), F.lit("#"), F.col("sample_index").cast("string")))
                .withColumn("messages", _sft_columns(template))
                .withColumn("teacher", F.lit(teacher_name)).withColumn("sampling", F.lit(sampling_json))
@@ -272,7 +273,7 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identit
                .select("id", "prompt_id", "sample_index", "messages", "question", "reference_answer", "answer_type",
                        "extracted_answer", "correct", "verify_method", "completion", "completion_tokens",
                        "prompt_tokens", "finish_reason", "pass_rate", "difficulty", "bucket", "token_budget",
-                       "chain_chars", "repetition_penalty", "teacher", "sampling", "domain", "source")
+                       "chain_chars", "repetition_penalty", "teacher", "sampling", "domain", "source", "images")
                .orderBy("prompt_id", "sample_index"))
 
         prep = catalog.open(dropped).to_table()

@@ -198,5 +198,5 @@ GENERATION_SCHEMA = pa.schema([    # one shard file of the generation journal: o
     pa.field("error", pa.string()),
     pa.field("seed", pa.int64()),
     pa.field("repetition_penalty", pa.float64()),
-    pa.field("shard", pa.int32()),
+    pa.field("shard", pa.string()),    # the content hash of the shard that generated it
 ])

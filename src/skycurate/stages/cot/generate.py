@@ -1,21 +1,25 @@
 """Sharded, resumable teacher generation.
 
-Prompts (sorted by id) are cut into shards of ``shard_size``. Each finished shard is written
-atomically as ``<work>/shard-NNNNN.parquet`` (write to a temporary name, then ``os.replace``);
-a rerun with the same work folder generates only the shards that are missing, so a killed run
-loses at most the shards in flight. The work folder's name is a hash of everything that
-decides the samples (prompts version, teacher, template, sampling, shard size), so a changed
-setting never reuses stale shards. ``plan.json`` records each shard's prompt ids; a plan that
-differs is an error, never a silent mix.
+Prompts (sorted by id) are cut into shards of ``shard_size``. A shard is named by the hash of
+its content (prompt ids, texts, penalties) and written atomically as
+``<work>/shard-<hash>.parquet`` (a temporary name, then ``os.replace``). The work folder's name
+is a hash of what decides the samples besides the prompts (teacher, template, sampling, shard
+size), so a changed setting never reuses stale shards, while the same prompts in the same
+shards are never generated twice:
 
-Seeds: shard ``k`` samples with ``seed + k * shard_size`` (backends that seed per prompt add the
-prompt's index in the shard, so every prompt has its own seed), so a regenerated shard gets the
-samples an uninterrupted run would have got (for backends that are deterministic given a seed).
-A shard in which every sample failed (engine down) is not journalled: the next run retries it.
+- a killed run loses at most the shards in flight; the rerun generates only the missing ones;
+- a new version of the prompts regenerates only the shards whose content changed (prompts
+  added at the end of the id order: only the last shard and the new ones).
+
+Seeds: a shard samples with ``seed +`` a number derived from its hash (backends that seed per
+prompt add the prompt's index in the shard), so a shard gives the same samples whenever and
+wherever it is generated (for backends that are deterministic given a seed). A shard in which
+every sample failed (engine down) is not journalled: the next run retries it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -61,24 +65,17 @@ def plan_shards(ids: Sequence[str], shard_size: int) -> list[list[str]]:
     return [ordered[i:i + shard_size] for i in range(0, len(ordered), shard_size)]
 
 
-def shard_path(work: Path, k: int) -> Path:
-    return work / f"shard-{k:05d}.parquet"
+def shard_digest(items: Sequence[PromptItem]) -> str:
+    """The content hash that names a shard and seeds it."""
+    payload = json.dumps([(i.id, i.text, i.penalty) for i in items], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def _check_plan(work: Path, plan: list[list[str]]) -> None:
-    path = work / "plan.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != plan:
-            raise SkycurateError(f"generation journal {work} was made for other prompts (plan.json differs); "
-                                 "delete the folder or rerun with --force")
-        return
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(plan))
-    os.replace(tmp, path)
+def shard_path(work: Path, digest: str) -> Path:
+    return work / f"shard-{digest}.parquet"
 
 
-def _rows(shard: int, items: Sequence[PromptItem], outputs: Sequence[Sequence[Any]], seed: int) -> pa.Table:
+def _rows(shard: str, items: Sequence[PromptItem], outputs: Sequence[Sequence[Any]], seed: int) -> pa.Table:
     cols: dict[str, list] = {f.name: [] for f in GENERATION_SCHEMA}
     for item, gens in zip(items, outputs, strict=True):
         for k, g in enumerate(gens):
@@ -105,28 +102,28 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
     if len(by_id) != len(items):
         raise SkycurateError("generation: prompt ids are not unique")
     plan = plan_shards(list(by_id), shard_size)
-    _check_plan(work, plan)
     report = ShardReport(shards=len(plan))
     t0 = time.perf_counter()
     for k, ids in enumerate(plan):
-        path = shard_path(work, k)
+        batch = [by_id[i] for i in ids]
+        digest = shard_digest(batch)
+        path = shard_path(work, digest)
         if path.exists():
             report.reused += 1
             report.files.append(str(path))
             if progress:
                 progress(k + 1, len(plan), len(ids))
             continue
-        batch = [by_id[i] for i in ids]
-        shard_params = params.model_copy(update={"seed": params.seed + k * shard_size})
+        shard_params = params.model_copy(update={"seed": params.seed + int(digest[:8], 16)})
         penalties = [b.penalty for b in batch]
         outputs = generate([b.text for b in batch], shard_params,
                            penalties=None if all(p == 1.0 for p in penalties) else penalties,
                            add_special_tokens=add_special_tokens)
-        table = _rows(k, batch, outputs, shard_params.seed)
+        table = _rows(digest, batch, outputs, shard_params.seed)
         if table.num_rows and table["error"].null_count == 0:
             # every sample failed: keep the rows for this run (quarantined), retry the shard next run
             report.unjournalled += 1
-            tmp = work / f"failed-{k:05d}.parquet"
+            tmp = work / f"failed-{digest}.parquet"
             pq.write_table(table, tmp)
             report.files.append(str(tmp))
         else:
