@@ -146,7 +146,7 @@ def main() -> None:
     p_all = pipeline(str(teacher), prompts, shard_size=len(prompts), options=options, **common)
     p_4 = pipeline(str(teacher), prompts, shard_size=max(1, len(prompts) // 4), options=options, **common)
     print(f"{'run':<34}{'seconds':>9}{'prompt tok':>12}{'compl tok':>11}{'tok/s':>9}{'vs bare':>9}")
-    for name, r in (("bare LLM.generate", b), (f"pipeline, 1 shard", p_all), (f"pipeline, {p_4['shards']} shards", p_4)):
+    for name, r in (("bare LLM.generate", b), ("pipeline, 1 shard", p_all), (f"pipeline, {p_4['shards']} shards", p_4)):
         print(f"{name:<34}{r['seconds']:>9.2f}{r['prompt_tokens']:>12,}{r['completion_tokens']:>11,}"
               f"{_tps(r):>9,.0f}{_tps(r) / _tps(b):>9.2f}")
 

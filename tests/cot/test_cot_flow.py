@@ -142,7 +142,7 @@ def test_a_killed_run_resumes_without_regenerating_finished_shards(transformers_
         assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data
     # and the result is what an uninterrupted run gave (seeds per shard)
     ref_store, _ = transformers_run
-    key = lambda rows: sorted((r["prompt_id"], r["sample_index"], r["completion"]) for r in rows)  # noqa: E731
+    key = lambda rows: sorted((r["prompt_id"], r["sample_index"], r["completion"]) for r in rows)
     assert key(_rows(store, "cot/generations@latest")) == key(_rows(ref_store, "cot/generations@latest"))
     assert key(_rows(store, "cot/sft@latest")) == key(_rows(ref_store, "cot/sft@latest"))
 

@@ -135,7 +135,6 @@ def test_prompt_rows_penalty_context_and_chat_endpoint_text(smoke_teacher):
 
     from transformers import AutoTokenizer
 
-    from skycurate.flows.cot_distill import _prompt_rows
 
     teacher, _ = smoke_teacher
     tok = AutoTokenizer.from_pretrained(teacher)
@@ -143,7 +142,7 @@ def test_prompt_rows_penalty_context_and_chat_endpoint_text(smoke_teacher):
                       "s_v": [1.0, 0.2, None], "s_t": [1.0, 0.5, None], "s_i": [1.0, 0.2, None]})
     raw = S.TemplateConfig(template="Question: {question}\nAnswer:")
     gen = S.GenerateConfig(sampling={"max_new_tokens": 40})
-    items, too_long, extra = _prompt_rows(table, raw, S.EngineConfig(model=str(teacher)), gen, tok)
+    items, too_long, extra = P.generation_items(table, raw, S.EngineConfig(model=str(teacher)), gen, tok)
     assert [i.id for i in items] == ["a", "b"] and items[0].text == "Question: What is 2+3?\nAnswer:"
     assert items[0].penalty == 1.0                                         # all scores 1: no penalty
     assert items[1].penalty == pytest.approx(min(2.0, math.exp(1 - 0.3)))  # R1V: P = min(2, e^(1 - mean))
@@ -151,8 +150,8 @@ def test_prompt_rows_penalty_context_and_chat_endpoint_text(smoke_teacher):
     assert "+ 40 new tokens > context 256" in too_long[0]["detail"]
     assert extra["prompt_tokens_counted"].to_pylist()[0] == len(tok(items[0].text)["input_ids"])   # BOS counted
     chat = S.TemplateConfig(mode="chat", user_template="{question} Box it.")
-    items, _, _ = _prompt_rows(table.slice(0, 1), chat, S.EngineConfig(engine="openai", model="t", base_url="http://x"),
+    items, _, _ = P.generation_items(table.slice(0, 1), chat, S.EngineConfig(engine="openai", model="t", base_url="http://x"),
                                gen, None)
     assert items[0].text == "What is 2+3? Box it."                         # the server applies its chat template
-    local, _, _ = _prompt_rows(table.slice(0, 1), chat, S.EngineConfig(model=str(teacher)), gen, tok)
+    local, _, _ = P.generation_items(table.slice(0, 1), chat, S.EngineConfig(model=str(teacher)), gen, tok)
     assert local[0].text == "<s>Question: What is 2+3? Box it.\nAnswer:"   # the teacher's own chat template

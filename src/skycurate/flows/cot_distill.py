@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,25 @@ from prefect import flow
 
 from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.errors import SkycurateError
-from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
-                                      run_dataset_task)
-from skycurate.flows.leakage_audit import FileHash, benchmark_fingerprints, benchmark_parents, fingerprint_model
+from skycurate.flows._runtime import (
+    attach_chart_artifact,
+    attach_funnel_artifact,
+    current_producer,
+    dataset_task,
+    run_dataset_task,
+)
+from skycurate.flows.leakage_audit import (
+    FileHash,
+    benchmark_fingerprints,
+    benchmark_parents,
+    fingerprint_model,
+)
 from skycurate.schemas import cot as S
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.leakage import BenchmarkSpec
-from skycurate.spark import get_spark, read_dataset
+from skycurate.spark import get_spark
 
 log = logging.getLogger(__name__)
 DROPPED = f"{S.NAMESPACE}/prompts-dropped"
@@ -56,7 +65,12 @@ def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[B
 
     from skycurate.connectors.benchmarks import load_benchmark
     from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
-    from skycurate.stages.cot.prompts import PROMPT_COLUMNS, dedup_key, prepare_on_spark, read_prompts
+    from skycurate.stages.cot.prompts import (
+        PROMPT_COLUMNS,
+        dedup_key,
+        prepare_on_spark,
+        read_prompts,
+    )
     from skycurate.stages.leakage.decontaminate import build_index
 
     catalog, session, producer = Catalog(store), get_spark(spark), current_producer(cfg)
@@ -110,19 +124,6 @@ def _tokenizer(teacher: S.EngineConfig):
         raise SkycurateError(f"cannot load the tokenizer in {folder}: {type(e).__name__}") from None
 
 
-def _context_length(teacher: S.EngineConfig, tokenizer: Any) -> int | None:
-    if teacher.max_model_len:
-        return teacher.max_model_len
-    folder = teacher.tokenizer or teacher.model
-    conf = Path(folder or "") / "config.json"
-    if conf.is_file():
-        value = json.loads(conf.read_text()).get("max_position_embeddings")
-        if value:
-            return int(value)
-    limit = getattr(tokenizer, "model_max_length", None)
-    return int(limit) if limit and limit < 10**7 else None
-
-
 def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig):
     from skycurate.connectors.llm.generation import open_generator
 
@@ -151,194 +152,97 @@ def work_key(identity: Any, template: S.TemplateConfig, teacher: S.EngineConfig,
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _prompt_rows(table: pa.Table, template: S.TemplateConfig, teacher: S.EngineConfig, gen: S.GenerateConfig,
-                 tokenizer: Any) -> tuple[list, list[dict], pa.Table]:
-    """(generation items, too-long rejections, per-prompt columns for the later joins)."""
-    from skycurate.stages.cot.generate import PromptItem
-    from skycurate.stages.cot.prompts import render, user_content
-    from skycurate.stages.cot.select import repetition_penalties
-
-    ids = table["id"].to_pylist()
-    questions = table["question"].to_pylist()
-    chat_endpoint = teacher.engine == "openai" and template.mode == "chat"
-    texts = [user_content(q, template) if chat_endpoint else render(q, template, tokenizer) for q in questions]
-    penalties = repetition_penalties(table["s_v"], table["s_t"], table["s_i"], gen.alpha, gen.beta, gen.gamma)
-    context = _context_length(teacher, tokenizer)
-    counts: list[int | None] = [None] * len(texts)
-    if tokenizer is not None and texts:
-        add = template.add_special_tokens and template.mode == "raw"
-        counts = [len(x) for x in tokenizer(texts, add_special_tokens=add)["input_ids"]]
-    items, too_long = [], []
-    budget = None if context is None else context - gen.sampling.max_new_tokens
-    for i, (pid, text, n_tok) in enumerate(zip(ids, texts, counts, strict=True)):
-        if budget is not None and n_tok is not None and n_tok > budget:
-            too_long.append({"id": pid, "stage": S.TEMPLATE, "reason": S.TOO_LONG,
-                             "detail": f"{n_tok} prompt tokens + {gen.sampling.max_new_tokens} new tokens > "
-                                       f"context {context}", "question": questions[i][:2000], "record": None})
-            continue
-        items.append(PromptItem(id=pid, text=text, penalty=float(penalties[i])))
-    users = [user_content(q, template) if template.mode == "chat" else q for q in questions]
-    extra = pa.table({"prompt_id": ids, "user_content": users, "prompt_tokens_counted": pa.array(counts, pa.int32())})
-    return items, too_long, extra
-
-
-def _arrow(df: Any, schema: pa.Schema) -> pa.Table:
-    """A small Spark result as an Arrow table of ``schema`` (an empty result included)."""
-    table = df.toArrow()
-    return table.select(schema.names).cast(schema) if table.num_rows else schema.empty_table()
-
-
-def _sft_columns(template: S.TemplateConfig):
-    from pyspark.sql import functions as F
-
-    def msg(role: str, content):
-        return F.struct(F.lit(role).alias("role"), content.alias("content"))
-
-    answer = F.trim(F.concat(F.lit(template.assistant_prefix), F.coalesce(F.col("completion"), F.lit(""))))
-    turns = ([msg("system", F.lit(template.system))] if template.system else []) + [
-        msg("user", F.col("user_content")), msg("assistant", answer)]
-    return F.array(*turns)
-
-
-@dataset_task(code=_CODE)
-def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identity: Any, template: S.TemplateConfig,
-            teacher: S.EngineConfig, gen: S.GenerateConfig, verify: VerifyConfig, select: SelectConfig,
-            spark: SparkConfig) -> dict[str, DatasetRef]:
-    from pyspark.sql import functions as F
-
-    from skycurate.reporting_cot import cot_charts_png
-    from skycurate.spark import arrow_schema, map_batches
-    from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, AccountingError
+def _generate(catalog: Catalog, table: pa.Table, identity: Any, template: S.TemplateConfig,
+              teacher: S.EngineConfig, gen: S.GenerateConfig) -> tuple[Any, list[dict], pa.Table, int]:
+    """Template the prompts and generate every missing shard: (shard report, too-long rows,
+    per-prompt columns, prompts sent to the engine)."""
     from skycurate.stages.cot.generate import run_shards
-    from skycurate.stages.cot.select import prompt_summary_on_spark, select_on_spark
-    from skycurate.stages.cot.verify import VERIFY, verify_batch
+    from skycurate.stages.cot.prompts import generation_items
 
-    catalog, session, producer = Catalog(store), get_spark(spark), current_producer()
-    table = catalog.open(prompts).to_table().sort_by("id")
     tokenizer = _tokenizer(teacher)
     if template.mode == "chat" and tokenizer is None and teacher.engine != "openai":
         raise SkycurateError("chat templating needs a local tokenizer: set teacher.tokenizer")
-    items, too_long, extra = _prompt_rows(table, template, teacher, gen, tokenizer)
+    items, too_long, extra = generation_items(table, template, teacher, gen, tokenizer)
     params = gen.sampling.model_copy(update={"n": gen.samples})
-    work = Path(catalog.root) / "_work" / S.NAMESPACE / work_key(engine_identity, template, teacher, gen)
+    work = Path(catalog.root) / "_work" / S.NAMESPACE / work_key(identity, template, teacher, gen)
     generator = _open_engine(teacher, template) if items else None
-    try:
-        def progress(done: int, total: int, n: int) -> None:
-            log.info("generation: shard %d/%d done (%d prompts x %d samples)", done, total, n, gen.samples)
 
+    def progress(done: int, total: int, n: int) -> None:
+        log.info("generation: shard %d/%d done (%d prompts x %d samples)", done, total, n, gen.samples)
+
+    try:
         report = run_shards(items, generator.generate if generator else (lambda *a, **k: []), params, work,
                             gen.shard_size, add_special_tokens=template.add_special_tokens and template.mode == "raw",
                             progress=progress)
     finally:
         if generator is not None:
             generator.close()
+    return report, too_long, extra, len(items)
 
-    parents = [prompts, dropped]
+
+@dataset_task(code=_CODE)
+def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identity: Any, template: S.TemplateConfig,
+            teacher: S.EngineConfig, gen: S.GenerateConfig, verify: VerifyConfig, select: SelectConfig,
+            spark: SparkConfig) -> dict[str, DatasetRef]:
+    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
+
+    from skycurate.reporting_cot import cot_charts_png
+    from skycurate.stages.accounting import AccountingError
+    from skycurate.stages.cot import outputs as O
+
+    catalog, session, producer = Catalog(store), get_spark(spark), current_producer()
+    table = catalog.open(prompts).to_table().sort_by("id")
+    report, too_long, extra, n_generated = _generate(catalog, table, engine_identity, template, teacher, gen)
+    params = gen.sampling.model_copy(update={"n": gen.samples})
+    teacher_name = engine_identity if isinstance(engine_identity, str) else f"{teacher.engine}:{teacher.model}"
+
     prompt_cols = (table.select(["id", "question", "reference_answer", "answer_type", "lang", "s_v", "s_t", "s_i",
                                  "difficulty", "domain", "source"])
                    .rename_columns(["prompt_id", "question", "reference_answer", "answer_type", "lang", "s_v", "s_t",
                                     "s_i", "difficulty_score", "domain", "source"]))
-    prompt_df = session.createDataFrame(prompt_cols.join(extra, "prompt_id"))
+    questions = session.createDataFrame(table.select(["id", "question"]).rename_columns(["prompt_id", "question"]))
+    images = session.createDataFrame(table.select(["id", "images"]).rename_columns(["prompt_id", "images"]))
+    prep = catalog.open(dropped).to_table()
+    prep_rejected = prep.filter(pc.equal(prep["kind"], "rejected")).drop(["kind"]).cast(S.DROPPED_SCHEMA)
+    prep_quarantined = prep.filter(pc.equal(prep["kind"], "quarantine")).drop(["kind"]).cast(S.DROPPED_SCHEMA)
+    parents = [prompts, dropped]
     with catalog.scratch("cot-distill") as scratch:
         gens = (session.read.parquet(*report.files) if report.files
                 else session.createDataFrame(S.GENERATION_SCHEMA.empty_table()))
-        gens = gens.join(prompt_df, "prompt_id")
-        ok = gens.filter(F.col("error").isNull())
-        verified = map_batches(ok, partial(verify_batch, cfg=verify), VERIFY.output_schema(arrow_schema(ok)))
-        selected = select_on_spark(verified, select)
-        selected.write.mode("overwrite").parquet(f"{scratch}/selected")
-        errors = gens.filter(F.col("error").isNotNull()).withColumn("selected", F.lit(False)) \
-            .withColumn(REJECT_STAGE, F.lit(S.GENERATE)).withColumn(REJECT_REASON, F.lit(S.ENGINE_ERROR))
-        errors.write.mode("overwrite").parquet(f"{scratch}/errors")
-        selected = session.read.parquet(f"{scratch}/selected")
-        errors = session.read.parquet(f"{scratch}/errors")
-        samples = selected.unionByName(errors, allowMissingColumns=True)
-        summary = prompt_summary_on_spark(selected)
-        summary.write.mode("overwrite").parquet(f"{scratch}/summary")
-        summary = session.read.parquet(f"{scratch}/summary")
-
-        # prompts whose every sample failed in the engine: quarantined with the error
-        err_prompts = (errors.groupBy("prompt_id").agg(F.first("error").alias("error"))
-                       .join(selected.select("prompt_id").distinct(), "prompt_id", "left_anti"))
-        n_generated_prompts = len(items)
-
-        teacher_name = engine_identity if isinstance(engine_identity, str) else f"{teacher.engine}:{teacher.model}"
-        sampling_json = json.dumps(params.model_dump(mode="json"), sort_keys=True)
-        images = session.createDataFrame(table.select(["id", "images"]).rename_columns(["prompt_id", "images"]))
-        sft = (selected.filter(F.col("selected")).join(images, "prompt_id", "left")
-               .withColumn("id", F.concat(F.col("prompt_id"), F.lit("#"), F.col("sample_index").cast("string")))
-               .withColumn("messages", _sft_columns(template))
-               .withColumn("teacher", F.lit(teacher_name)).withColumn("sampling", F.lit(sampling_json))
-               .withColumn("chain_chars", F.length("completion"))
-               .select("id", "prompt_id", "sample_index", "messages", "question", "reference_answer", "answer_type",
-                       "extracted_answer", "correct", "verify_method", "completion", "completion_tokens",
-                       "prompt_tokens", "finish_reason", "pass_rate", "difficulty", "bucket", "token_budget",
-                       "chain_chars", "repetition_penalty", "teacher", "sampling", "domain", "source", "images")
-               .orderBy("prompt_id", "sample_index"))
-
-        prep = catalog.open(dropped).to_table()
-        prep_rej = prep.filter(pa.compute.equal(prep["kind"], "rejected")).drop(["kind"])
-        prep_q = prep.filter(pa.compute.equal(prep["kind"], "quarantine")).drop(["kind"])
-        qcols = table.select(["id", "question"]).rename_columns(["prompt_id", "question"])
-        sel_rej = (summary.filter(F.col(REJECT_REASON).isNotNull())
-                   .join(session.createDataFrame(qcols), "prompt_id")
-                   .select(F.col("prompt_id").alias("id"), F.col(REJECT_STAGE).alias("stage"),
-                           F.col(REJECT_REASON).alias("reason"),
-                           F.format_string("%d of %d samples correct (pass rate %.2f)", "n_correct", "n_samples",
-                                           "pass_rate").alias("detail"),
-                           F.col("question"), F.lit(None).cast("string").alias("record")))
-        rejected_rows = pa.concat_tables([
-            prep_rej.cast(S.DROPPED_SCHEMA),
-            pa.Table.from_pylist(too_long, S.DROPPED_SCHEMA),
-            _arrow(sel_rej, S.DROPPED_SCHEMA)])
-        eng_q = (err_prompts.join(session.createDataFrame(qcols), "prompt_id")
-                 .select(F.col("prompt_id").alias("id"), F.lit(S.GENERATE).alias("stage"),
-                         F.lit(S.ENGINE_ERROR).alias("reason"), F.col("error").alias("detail"), "question",
-                         F.lit(None).cast("string").alias("record")))
-        eng_q = _arrow(eng_q, S.DROPPED_SCHEMA)
-        quarantine_rows = pa.concat_tables([prep_q.cast(S.DROPPED_SCHEMA), eng_q])
+        gens = gens.join(session.createDataFrame(prompt_cols.join(extra, "prompt_id")), "prompt_id")
+        selected, errors, summary = O.verify_and_select(gens, verify, select, scratch)
+        selection_rejected = O.selection_rejections(summary, questions)
+        engine_failed = O.engine_quarantine(errors, selected, questions)
+        rejected = pa.concat_tables([prep_rejected, pa.Table.from_pylist(too_long, S.DROPPED_SCHEMA),
+                                     selection_rejected])
+        quarantined = pa.concat_tables([prep_quarantined, engine_failed])
 
         n_input = catalog.manifest(prompts).stats["input"]
         n_with = summary.filter(F.col("n_selected") > 0).count()
-        n_rej, n_q = rejected_rows.num_rows, quarantine_rows.num_rows
-        if n_input != n_with + n_rej + n_q:
-            raise AccountingError(f"distill: {n_input:,} prompts in but {n_with:,} with a chain + {n_rej:,} rejected "
-                                  f"+ {n_q:,} quarantined; nothing published")
-        tokens = gens.agg(F.sum("prompt_tokens").alias("p"), F.sum("completion_tokens").alias("c"),
-                          F.count(F.lit(1)).alias("n"), F.sum(F.col("error").isNotNull().cast("int")).alias("e"),
-                          F.sum((F.coalesce(F.col("completion"), F.lit("")) == "").cast("int")).alias("empty")
-                          ).collect()[0]
-        reasons = {f"{r['stage']}:{r['reason']}": 0 for r in rejected_rows.to_pylist()}
-        for r in rejected_rows.to_pylist() + quarantine_rows.to_pylist():
-            key = f"{r['stage']}:{r['reason']}"
-            reasons[key] = reasons.get(key, 0) + 1
-        n_samples_sel = selected.filter(F.col("selected")).count()
-        funnel = [
-            {"stage": "prepare", "rows_in": n_input, "rows_out": table.num_rows,
-             "rejected": prep_rej.num_rows, "quarantined": prep_q.num_rows},
-            {"stage": S.TEMPLATE, "rows_in": table.num_rows, "rows_out": n_generated_prompts,
-             "rejected": len(too_long), "quarantined": 0},
-            {"stage": S.GENERATE, "rows_in": n_generated_prompts, "rows_out": n_generated_prompts - eng_q.num_rows,
-             "rejected": 0, "quarantined": eng_q.num_rows},
-            {"stage": S.SELECT, "rows_in": n_generated_prompts - eng_q.num_rows, "rows_out": n_with,
-             "rejected": n_rej - prep_rej.num_rows - len(too_long), "quarantined": 0},
-        ]
-        stats = {"funnel": funnel, "prompts_in": n_input, "prompts_with_chain": n_with, "rejected": n_rej,
-                 "quarantined": n_q, "samples": int(tokens["n"] or 0), "samples_selected": n_samples_sel,
-                 "engine_errors": int(tokens["e"] or 0), "empty_completions": int(tokens["empty"] or 0),
-                 "prompt_tokens": int(tokens["p"] or 0), "completion_tokens": int(tokens["c"] or 0),
-                 "yield": round(n_with / n_generated_prompts, 4) if n_generated_prompts else 0.0,
-                 "by_reason": reasons, "shards": report.to_dict(), "teacher": teacher_name,
-                 "sampling": params.model_dump(mode="json"), "work": str(work)}
-        gen_ref = catalog.publish(S.GENERATIONS, samples.orderBy("prompt_id", "sample_index"), parents, producer,
-                                  {k: stats[k] for k in ("samples", "samples_selected", "engine_errors",
-                                                         "empty_completions", "prompt_tokens", "completion_tokens",
-                                                         "shards", "teacher", "sampling")})
-        rej_ref = catalog.publish(S.REJECTED, rejected_rows, parents, producer, {"by_reason": reasons})
-        q_ref = catalog.publish(S.QUARANTINE, quarantine_rows, parents, producer, {"by_reason": reasons})
-        chart_cols = ["prompt_id", "pass_rate", "difficulty", "bucket", "token_budget", "completion_tokens", "selected"]
-        chart = cot_charts_png(selected.select(*chart_cols).toArrow(),
-                               f"CoT selection: {n_with} of {n_generated_prompts} prompts kept")
+        if n_input != n_with + rejected.num_rows + quarantined.num_rows:
+            raise AccountingError(f"distill: {n_input:,} prompts in but {n_with:,} with a chain + "
+                                  f"{rejected.num_rows:,} rejected + {quarantined.num_rows:,} quarantined; "
+                                  "nothing published")
+        totals = O.generation_totals(gens)
+        reasons = O.reason_counts(rejected, quarantined)
+        funnel = O.funnel(n_input, table.num_rows, prep_rejected.num_rows, prep_quarantined.num_rows, n_generated,
+                          len(too_long), engine_failed.num_rows, n_with, selection_rejected.num_rows)
+        gen_stats = {**totals, "samples_selected": selected.filter(F.col("selected")).count(),
+                     "shards": report.to_dict(), "teacher": teacher_name, "sampling": params.model_dump(mode="json")}
+        stats = {"funnel": funnel, "prompts_in": n_input, "prompts_with_chain": n_with, "rejected": rejected.num_rows,
+                 "quarantined": quarantined.num_rows, **gen_stats,
+                 "yield": round(n_with / n_generated, 4) if n_generated else 0.0, "by_reason": reasons,
+                 "work": report.work}
+        gen_ref = catalog.publish(S.GENERATIONS, selected.unionByName(errors, allowMissingColumns=True)
+                                  .orderBy("prompt_id", "sample_index"), parents, producer, gen_stats)
+        rej_ref = catalog.publish(S.REJECTED, rejected, parents, producer, {"by_reason": reasons})
+        q_ref = catalog.publish(S.QUARANTINE, quarantined, parents, producer, {"by_reason": reasons})
+        chart = cot_charts_png(selected.select("prompt_id", "pass_rate", "difficulty", "bucket", "token_budget",
+                                               "completion_tokens", "selected").toArrow(),
+                               f"CoT selection: {n_with} of {n_generated} prompts kept")
+        sft = O.sft_frame(selected, images, template, teacher_name,
+                          json.dumps(params.model_dump(mode="json"), sort_keys=True))
         sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref], producer, stats,
                                   attachments={"_charts.png": chart})
     return {"sft": sft_ref, "generations": gen_ref, "rejected": rej_ref, "quarantine": q_ref}

@@ -119,7 +119,7 @@ class TemplateConfig(StrictModel):
                                                           "(e.g. '<think>\\n'); it is prepended to the SFT answer")
 
     @model_validator(mode="after")
-    def _placeholders(self) -> "TemplateConfig":
+    def _placeholders(self) -> TemplateConfig:
         if "{question}" not in self.template or "{question}" not in self.user_template:
             raise ValueError("template and user_template must contain {question}")
         return self

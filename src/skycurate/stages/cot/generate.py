@@ -54,6 +54,7 @@ class ShardReport:
     unjournalled: int = 0          # every sample failed: not written, retried next run
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
+    work: str = ""                 # the journal folder
 
     def to_dict(self) -> dict[str, Any]:
         return {"shards": self.shards, "reused": self.reused, "generated": self.generated,
@@ -102,7 +103,7 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
     if len(by_id) != len(items):
         raise SkycurateError("generation: prompt ids are not unique")
     plan = plan_shards(list(by_id), shard_size)
-    report = ShardReport(shards=len(plan))
+    report = ShardReport(shards=len(plan), work=str(work))
     t0 = time.perf_counter()
     for k, ids in enumerate(plan):
         batch = [by_id[i] for i in ids]

@@ -184,7 +184,7 @@ def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.Record
 # ------------------------------------------------------------------------------------ Spark
 
 
-def read_prompts(spark: "SparkSession", source: str, store: str) -> tuple["DataFrame", list[Any]]:
+def read_prompts(spark: SparkSession, source: str, store: str) -> tuple[DataFrame, list[Any]]:
     """(DataFrame of the raw prompts, parents for lineage) from a dataset ref or JSONL/Parquet files."""
     from skycurate.catalog import Catalog
     from skycurate.catalog.manifest import Parent
@@ -212,7 +212,7 @@ def read_prompts(spark: "SparkSession", source: str, store: str) -> tuple["DataF
     return df, parents
 
 
-def _input_columns(df: "DataFrame") -> "DataFrame":
+def _input_columns(df: DataFrame) -> DataFrame:
     """Keep the known columns, cast scalars to what ``check_batch`` expects."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, StringType
@@ -274,8 +274,8 @@ def _near_batch(batch: pa.RecordBatch, cfg: S.PrepareConfig) -> pa.RecordBatch:
     return _fold_numbers_into_bands(out) if cfg.same_numbers else out
 
 
-def prepare_on_spark(df: "DataFrame", cfg: S.PrepareConfig, index: "NgramIndex | None",
-                     benchmark_keys: list[str], base_dir: str | None = None) -> "DataFrame":
+def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | None,
+                     benchmark_keys: list[str], base_dir: str | None = None) -> DataFrame:
     """Every input row once, ``CHECKED_SCHEMA`` columns plus ``reject_stage``/``reject_reason``:
     quarantined rows have ``quarantine_reason``; rejected ones a verdict; the rest are the prompts."""
     from functools import partial
@@ -381,3 +381,52 @@ def sft_messages(question: str, completion: str, tcfg: S.TemplateConfig) -> list
     user = user_content(question, tcfg) if tcfg.mode == "chat" else question
     answer = (tcfg.assistant_prefix + completion).strip()
     return [*msgs, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+def context_length(teacher: S.EngineConfig, tokenizer: Any) -> int | None:
+    """The teacher's context: ``teacher.max_model_len``, else its config's max_position_embeddings,
+    else the tokenizer's model_max_length; None when unknown (an endpoint without a local folder)."""
+    if teacher.max_model_len:
+        return teacher.max_model_len
+    conf = Path(teacher.tokenizer or teacher.model or "") / "config.json"
+    if conf.is_file():
+        value = json.loads(conf.read_text()).get("max_position_embeddings")
+        if value:
+            return int(value)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit and limit < 10**7 else None
+
+
+def generation_items(table: pa.Table, template: S.TemplateConfig, teacher: S.EngineConfig, gen: S.GenerateConfig,
+                     tokenizer: Any) -> tuple[list, list[dict], pa.Table]:
+    """The templating step over the prepared prompts: (items to generate, too-long rejections as
+    ``DROPPED_SCHEMA`` rows, per-prompt ``prompt_id, user_content, prompt_tokens_counted``).
+
+    OpenAI chat endpoints get the user turn (the server applies the chat template); every other
+    engine the rendered prompt. A prompt whose tokens plus ``max_new_tokens`` exceed the context
+    is rejected (counted with the teacher's tokenizer, when there is one here)."""
+    from skycurate.stages.cot.generate import PromptItem
+    from skycurate.stages.cot.select import repetition_penalties
+
+    ids = table["id"].to_pylist()
+    questions = table["question"].to_pylist()
+    chat_endpoint = teacher.engine == "openai" and template.mode == "chat"
+    texts = [user_content(q, template) if chat_endpoint else render(q, template, tokenizer) for q in questions]
+    penalties = repetition_penalties(table["s_v"], table["s_t"], table["s_i"], gen.alpha, gen.beta, gen.gamma)
+    context = context_length(teacher, tokenizer)
+    counts: list[int | None] = [None] * len(texts)
+    if tokenizer is not None and texts:
+        add = template.add_special_tokens and template.mode == "raw"
+        counts = [len(x) for x in tokenizer(texts, add_special_tokens=add)["input_ids"]]
+    items, too_long = [], []
+    budget = None if context is None else context - gen.sampling.max_new_tokens
+    for i, (pid, text, n_tok) in enumerate(zip(ids, texts, counts, strict=True)):
+        if budget is not None and n_tok is not None and n_tok > budget:
+            too_long.append({"id": pid, "stage": S.TEMPLATE, "reason": S.TOO_LONG,
+                             "detail": f"{n_tok} prompt tokens + {gen.sampling.max_new_tokens} new tokens > "
+                                       f"context {context}", "question": questions[i][:2000], "record": None})
+            continue
+        items.append(PromptItem(id=pid, text=text, penalty=float(penalties[i])))
+    users = [user_content(q, template) if template.mode == "chat" else q for q in questions]
+    extra = pa.table({"prompt_id": ids, "user_content": users, "prompt_tokens_counted": pa.array(counts, pa.int32())})
+    return items, too_long, extra
