@@ -146,3 +146,43 @@ def test_training_is_deterministic_given_the_seed(tmp_path):
     assert cot.training_questions(a) == {p.question for p in cot.arithmetic_problems(24, seed=4)}
     with pytest.raises(ValueError, match="head_dim"):
         cot.train_teacher(tmp_path / "c", n_train=8, epochs=1, config=cot.TeacherConfig(head_dim=16))
+
+
+def test_sample_cot_command_trains_a_teacher_once_and_writes_prompts(tmp_path):
+    from typer.testing import CliRunner
+
+    from skycurate.cli import app
+
+    def run() -> dict:
+        res = CliRunner().invoke(app, ["sample", "cot", "--out", str(tmp_path), "--quick", "--prompts", "6", "--json"],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    info = run()
+    teacher = tmp_path / "teacher-quick"
+    assert info["teacher"] == str(teacher) and (teacher / "teacher.json").is_file() and info["rows"] == 11
+    mtime = (teacher / "model.safetensors").stat().st_mtime_ns
+    rows = [json.loads(line) for line in (tmp_path / "prompts.jsonl").read_text().splitlines()]
+    assert not {r["question"] for r in rows} & cot.training_questions(teacher)
+    assert run()["teacher"] == str(teacher) and (teacher / "model.safetensors").stat().st_mtime_ns == mtime  # reused
+
+
+def test_distill_command_rejects_bad_arguments_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from skycurate.cli import app
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "question": "q", "reference_answer": "1", "answer_type": "math"}\n')
+    cases = [
+        ([], "no prompts"),
+        (["--prompts", str(prompts)], "no teacher"),
+        (["--prompts", str(prompts), "--model", str(tmp_path / "nope")], "model folder not found"),
+        (["--prompts", str(prompts), "--engine", "openai", "--model", "m"], "needs --base-url"),
+        (["--prompts", str(prompts), "--engine", "ollama", "--model", "m"], "teacher.engine"),
+    ]
+    for args, message in cases:
+        res = CliRunner().invoke(app, ["run", "distill", *args, "--store", str(tmp_path / "store")])
+        assert res.exit_code != 0 and message in res.output, (args, res.output)
+        assert "Traceback" not in res.output
