@@ -52,7 +52,8 @@ demo: install
 	$(SKY) run swe --repos $(SAMPLE)/swe/textkit --prs $(SAMPLE)/swe/issues.jsonl --store $(STORE)
 	# CoT distillation: a tiny arithmetic teacher trained on CPU (~2-3 min, reused), then distilled
 	$(SKY) sample cot --out $(SAMPLE)/cot
-	$(SKY) run distill --config examples/cot-demo.yaml --store $(STORE)
+	$(SKY) run distill --config examples/cot-demo.yaml --prompts $(SAMPLE)/cot/prompts.jsonl --model $(SAMPLE)/cot/teacher \
+		--store $(STORE)
 
 # pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
 test: install vllm
