@@ -46,14 +46,14 @@ demo: install
 	$(SKY) quality train --positive $(SAMPLE)/quality/positive.jsonl --negative $(SAMPLE)/quality/negative.jsonl \
 		--out $(SAMPLE)/quality/model.bin
 	$(SKY) run web --config examples/web-demo.yaml --store $(STORE)
-	# SWE task mining on a built-in repository: needs a Docker engine (started here when missing, as root)
-	.ci/ensure-docker
-	$(SKY) sample swe --out $(SAMPLE)/swe
-	$(SKY) run swe --repos $(SAMPLE)/swe/textkit --prs $(SAMPLE)/swe/issues.jsonl --store $(STORE)
 	# CoT distillation: a tiny arithmetic teacher trained on CPU (~2-3 min, reused), then distilled
 	$(SKY) sample cot --out $(SAMPLE)/cot
 	$(SKY) run distill --config examples/cot-demo.yaml --prompts $(SAMPLE)/cot/prompts.jsonl --model $(SAMPLE)/cot/teacher \
 		--store $(STORE)
+	# SWE task mining on a built-in repository: needs a Docker engine (started here when missing, as root)
+	.ci/ensure-docker
+	$(SKY) sample swe --out $(SAMPLE)/swe
+	$(SKY) run swe --repos $(SAMPLE)/swe/textkit --prs $(SAMPLE)/swe/issues.jsonl --store $(STORE)
 
 # pytest exits 5 when it collected no test: for this project that means discovery broke, so it fails.
 test: install vllm
