@@ -124,7 +124,7 @@ def _tokenizer(teacher: S.EngineConfig):
         raise SkycurateError(f"cannot load the tokenizer in {folder}: {type(e).__name__}") from None
 
 
-def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig):
+def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig, work: Path):
     from skycurate.connectors.llm.generation import open_generator
 
     if teacher.engine == "openai":
@@ -139,7 +139,11 @@ def _open_engine(teacher: S.EngineConfig, template: S.TemplateConfig):
         opts = dict(teacher.vllm_options)
         if teacher.max_model_len:
             opts.setdefault("max_model_len", teacher.max_model_len)
-        return open_generator("vllm", teacher.model, vllm_python=teacher.vllm_python, options=opts)
+        from skycurate.connectors.llm.vllm_generation import VllmGenerator
+
+        work.mkdir(parents=True, exist_ok=True)
+        return VllmGenerator(teacher.model, python=teacher.vllm_python, options=opts, log_path=work / "vllm-worker.log",
+                             request_timeout_s=teacher.request_timeout_s)
     return open_generator("transformers", teacher.model, device=teacher.device, batch_size=teacher.batch_size)
 
 
@@ -147,7 +151,7 @@ def work_key(identity: Any, template: S.TemplateConfig, teacher: S.EngineConfig,
              gen: S.GenerateConfig) -> str:
     payload = {"engine": identity, "template": template.model_dump(mode="json"),
                "teacher": teacher.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size",
-                                                                   "vllm_python", "device"}),
+                                                                   "vllm_python", "device", "request_timeout_s"}),
                "generate": gen.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -165,7 +169,7 @@ def _generate(catalog: Catalog, table: pa.Table, identity: Any, template: S.Temp
     items, too_long, extra = generation_items(table, template, teacher, gen, tokenizer)
     params = gen.sampling.model_copy(update={"n": gen.samples})
     work = Path(catalog.root) / "_work" / S.NAMESPACE / work_key(identity, template, teacher, gen)
-    generator = _open_engine(teacher, template) if items else None
+    generator = _open_engine(teacher, template, work) if items else None
 
     def progress(done: int, total: int, n: int) -> None:
         log.info("generation: shard %d/%d done (%d prompts x %d samples)", done, total, n, gen.samples)

@@ -142,6 +142,9 @@ class EngineConfig(StrictModel):
                                                               "$SKYCURATE_VLLM_PYTHON or .venv-vllm)")
     vllm_options: dict = Field(default_factory=dict, description="vllm: extra LLM(...) options, e.g. "
                                                                  "tensor_parallel_size, gpu_memory_utilization")
+    request_timeout_s: float | None = Field(
+        default=None, gt=0, description="vllm: longest one shard may take before the worker is killed (an "
+                                        "EngineError; finished shards stay journalled); None = no limit")
     concurrency: int = Field(default=8, ge=1, description="openai: requests in flight")
     timeout_s: float = Field(default=120.0, gt=0, description="openai: per request")
     retries: int = Field(default=4, ge=0, description="openai: retries with exponential backoff")
