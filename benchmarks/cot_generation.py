@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BARE = r'''
 import json, os, sys, time
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")   # GiB: what the worker uses
 from vllm import LLM, SamplingParams
 from vllm.inputs import TokensPrompt
 req = json.load(open(sys.argv[1]))
