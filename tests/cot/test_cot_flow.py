@@ -157,11 +157,17 @@ def test_distill_through_the_vllm_offline_backend(teacher, prompts, vllm_python,
     store = str(tmp_path / "store")
     config = _config(tmp_path, f"teacher:\n  vllm_python: {vllm_python}\n"
                                "  vllm_options: {dtype: float32, enforce_eager: true}\n")
+    # a benchmark holding one of the prompts: decontamination drops it before generation
+    leaked = json.loads(prompts.path.read_text().splitlines()[3])
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"text": "Q: " + leaked["question"].lower()}) + "\n")
     out = _distill("--prompts", str(prompts.path), "--engine", "vllm", "--model", str(teacher), *COMMON,
-                   "--shard-size", "4", "--config", config, "--store", store)
+                   "--shard-size", "4", "--config", config, "--benchmark", f"arith={bench}", "--store", store)
     s = out["stats"]
     assert s["prompts_in"] == s["prompts_with_chain"] + s["rejected"] + s["quarantined"] == GOOD + 5
-    assert s["samples"] == GOOD * 4 and s["engine_errors"] == 0 and s["shards"]["shards"] == GOOD // 4
+    rejected = {r["id"]: r for r in _rows(store, "cot/rejected@latest")}
+    assert rejected[leaked["id"]]["stage"] == "decontaminate" and rejected[leaked["id"]]["reason"] == "contaminated"
+    assert s["samples"] == (GOOD - 1) * 4 and s["engine_errors"] == 0 and s["shards"]["shards"] == 4
     gens = _rows(store, "cot/generations@latest")
     assert all(g["prompt_tokens"] > 5 and g["completion_tokens"] > 0 for g in gens)
     sft = _rows(store, "cot/sft@latest")
