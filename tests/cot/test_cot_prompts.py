@@ -56,21 +56,29 @@ def test_check_batch_quarantines_each_kind_of_bad_row_and_normalises_the_rest(tm
     assert (numeric["id"], numeric["reference_answer"], numeric["quarantine_reason"]) == ("7", "12", None)
 
 
-def test_render_and_sft_messages():
+def test_render_and_the_sft_messages_column(spark):
+    from skycurate.stages.cot.outputs import messages_column
+
     raw = S.TemplateConfig(template="Question: {question}\nAnswer:")
     assert P.render("What is 2+3?", raw, None) == "Question: What is 2+3?\nAnswer:"
-    msgs = P.sft_messages("What is 2+3?", " <think>2+3=5</think> \\boxed{5}", raw)
-    assert msgs == [{"role": "user", "content": "What is 2+3?"},
-                    {"role": "assistant", "content": "<think>2+3=5</think> \\boxed{5}"}]
     chat = S.TemplateConfig(mode="chat", system="Think step by step.", user_template="{question}\nBox the answer.",
                             assistant_prefix="<think>\n")
     with pytest.raises(Exception, match="tokenizer"):
         P.render("q", chat, None)
-    msgs = P.sft_messages("What is 2+3?", "2+3=5</think> \\boxed{5}", chat)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
-    assert msgs[1]["content"] == "What is 2+3?\nBox the answer." and msgs[2]["content"].startswith("<think>\n2+3")
     with pytest.raises(ValueError, match="question"):
         S.TemplateConfig(template="no placeholder")
+
+    def messages(tcfg: S.TemplateConfig, completion: str) -> list[dict]:
+        user = P.user_content("What is 2+3?", tcfg) if tcfg.mode == "chat" else "What is 2+3?"
+        df = spark.createDataFrame([(user, completion)], "user_content string, completion string")
+        return df.select(messages_column(tcfg).alias("m")).toArrow()["m"].to_pylist()[0]
+
+    assert messages(raw, " <think>2+3=5</think> \\boxed{5}") == [
+        {"role": "user", "content": "What is 2+3?"},
+        {"role": "assistant", "content": "<think>2+3=5</think> \\boxed{5}"}]
+    msgs = messages(chat, "2+3=5</think> \\boxed{5}")
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant"] and msgs[0]["content"] == chat.system
+    assert msgs[1]["content"] == "What is 2+3?\nBox the answer." and msgs[2]["content"].startswith("<think>\n2+3")
 
 
 def _prepare(spark, rows, cfg=None, index=None, keys=()):
@@ -97,8 +105,6 @@ def test_prepare_dedups_exactly_and_nearly_but_never_across_different_numbers(sp
     assert out["p2"]["reject_reason"] is None
     assert out["p0"]["reject_stage"] == S.NEAR_DEDUP and out["p0"]["reject_reason"] == "near_duplicate of p2"
     assert out["p3"]["reject_reason"] is None                          # one number differs: another problem
-    dups = [r for r in _prepare(spark, rows).values() if r["id"] == "p4"]
-    assert len(dups) == 1  # dict keeps one; check the quarantine on the raw list instead
     raw = P.prepare_on_spark(spark.createDataFrame(pa.Table.from_batches([_batch(rows)])), S.PrepareConfig(), None, []) \
         .toArrow().to_pylist()
     p4 = sorted((r["question"], r["quarantine_reason"]) for r in raw if r["id"] == "p4")

@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 
 from skycurate.schemas.config import FlowConfig, StrictModel
 from skycurate.schemas.cot_select import SelectConfig
-from skycurate.schemas.cot_verify import ANSWER_TYPES, VerifyConfig
+from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.generation import SamplingParams
 from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
 
@@ -173,10 +173,6 @@ class DistillFlowConfig(FlowConfig):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
-
-
-def check_answer_type(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ANSWER_TYPES
 
 
 # ---- datasets ----

@@ -248,20 +248,24 @@ class OpenAIGenerator:
 
 
 def open_generator(engine: str, model: str, *, base_url: str | None = None, device: str = "auto",
-                   batch_size: int = 8, chat: bool = False, api_key: str | None = None,
+                   batch_size: int = 8, chat: bool = False, api_key: str | None = None, system: str | None = None,
+                   concurrency: int = 8, timeout_s: float = 120.0, retries: int = 4,
                    vllm_python: str | None = None, options: dict | None = None, seed: int = 0,
-                   log_path: str | os.PathLike | None = None) -> Generator:
+                   log_path: str | os.PathLike | None = None, request_timeout_s: float | None = None) -> Generator:
     """``engine`` is ``transformers`` or ``vllm`` (``model`` = local folder; ``vllm_python``,
-    ``options``, ``seed``, ``log_path`` go to :class:`~.vllm_generation.VllmGenerator`) or
-    ``openai`` (``model`` = served name at ``base_url``; ``chat``, ``api_key``)."""
+    ``options``, ``seed``, ``log_path``, ``request_timeout_s`` go to
+    :class:`~.vllm_generation.VllmGenerator`) or ``openai`` (``model`` = served name at ``base_url``;
+    ``chat``, ``system``, ``api_key``, ``concurrency``, ``timeout_s``, ``retries``)."""
     if engine == "transformers":
         return TransformersGenerator(model, device=device, batch_size=batch_size)
     if engine == "openai":
         if not base_url:
             raise EngineError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIGenerator(base_url, model, api_key=api_key, chat=chat)
+        return OpenAIGenerator(base_url, model, api_key=api_key, chat=chat, system=system, concurrency=concurrency,
+                               timeout_s=timeout_s, retries=retries)
     if engine == "vllm":
         from skycurate.connectors.llm.vllm_generation import VllmGenerator
 
-        return VllmGenerator(model, python=vllm_python, options=options, seed=seed, log_path=log_path)
+        return VllmGenerator(model, python=vllm_python, options=options, seed=seed, log_path=log_path,
+                             request_timeout_s=request_timeout_s)
     raise EngineError(f"unknown engine {engine!r}: use transformers, vllm or openai")

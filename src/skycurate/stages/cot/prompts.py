@@ -184,25 +184,35 @@ def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.Record
 # ------------------------------------------------------------------------------------ Spark
 
 
-def read_prompts(spark: SparkSession, source: str, store: str) -> tuple[DataFrame, list[Any]]:
-    """(DataFrame of the raw prompts, parents for lineage) from a dataset ref or JSONL/Parquet files."""
+def resolve_source(source: str, store: str) -> str | list[dict[str, str]]:
+    """What ``source`` names, pinned: a dataset version label, or the matching files with their
+    sha256 (the cache key and the lineage of the prepared prompts; files are hashed once)."""
     from skycurate.catalog import Catalog
-    from skycurate.catalog.manifest import Parent
     from skycurate.catalog.writers import sha256_file
     from skycurate.connectors.jsonl import expand_sources
     from skycurate.errors import SkycurateError
-    from skycurate.spark import read_dataset
 
     looks_like_file = any(source.endswith(s) for s in (".jsonl", ".json", ".parquet", ".jsonl.gz")) or "*" in source
     if not looks_like_file and not Path(source).exists():
-        catalog = Catalog(store)
-        ref = catalog.resolve(source)
-        return read_dataset(spark, ref), [ref]
+        return Catalog(store).resolve(source).label
     files = expand_sources([source])
     if not files:
         raise SkycurateError(f"prompts: no file matches {source}")
-    parents = [Parent(name=f"file:{f.name}", uri=str(f.resolve()), sha256=sha256_file(f)) for f in files]
-    paths = [str(f.resolve()) for f in files]
+    return [{"path": str(f.resolve()), "sha256": sha256_file(f)} for f in files]
+
+
+def read_prompts(spark: SparkSession, source: str | list[dict[str, str]], store: str) -> tuple[DataFrame, list[Any]]:
+    """(DataFrame of the raw prompts, parents for lineage) from ``resolve_source``'s answer."""
+    from skycurate.catalog import Catalog
+    from skycurate.catalog.manifest import Parent
+    from skycurate.errors import SkycurateError
+    from skycurate.spark import read_dataset
+
+    if isinstance(source, str):
+        ref = Catalog(store).resolve(source)
+        return read_dataset(spark, ref), [ref]
+    parents = [Parent(name=f"file:{Path(f['path']).name}", uri=f["path"], sha256=f["sha256"]) for f in source]
+    paths = [f["path"] for f in source]
     if all(p.endswith(".parquet") for p in paths):
         return spark.read.parquet(*paths), parents
     if any(p.endswith(".parquet") for p in paths):
@@ -373,14 +383,6 @@ def render(question: str, tcfg: S.TemplateConfig, tokenizer: Any | None) -> str:
     messages = ([{"role": "system", "content": tcfg.system}] if tcfg.system else []) + [
         {"role": "user", "content": user_content(question, tcfg)}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + tcfg.assistant_prefix
-
-
-def sft_messages(question: str, completion: str, tcfg: S.TemplateConfig) -> list[dict[str, str]]:
-    """[system?, user, assistant]: what a trainer's chat template turns back into a prompt + target."""
-    msgs = [{"role": "system", "content": tcfg.system}] if tcfg.system else []
-    user = user_content(question, tcfg) if tcfg.mode == "chat" else question
-    answer = (tcfg.assistant_prefix + completion).strip()
-    return [*msgs, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
 
 def context_length(teacher: S.EngineConfig, tokenizer: Any) -> int | None:
