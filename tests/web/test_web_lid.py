@@ -25,7 +25,7 @@ CASES = [
     ("multiline", "The Yangtze is long.\nIt flows east\r\nto the East China Sea.", "en", None),
     ("french", "Le Yangtsé est le plus long fleuve d'Asie et le troisième plus long du monde.", "fr",
      "lang fr not in [zh, en]"),
-    ("low_score_symbols", "12345 67890 !!! ???", "en", "lang_score 0.12 < 0.65"),
+    ("low_score_symbols", "12345 67890 !!! ???", "en", "lang_score 0.12 < 0.50"),
     ("gibberish", "xkcd qwrt zzpl mmnb", None, "..."),
     ("empty", "", None, "lang unknown: empty text"),
     ("blank", " \n\t ", None, "lang unknown: empty text"),
@@ -109,7 +109,8 @@ def test_stage_declares_the_contract_columns():
 
 
 def test_config_validation():
-    assert validate_config(LidConfig, {}) == LidConfig(languages=["zh", "en"], threshold=0.65, max_chars=2000)
+    assert validate_config(LidConfig, {}) == LidConfig(languages=["zh", "en"], threshold=0.5, max_chars=2000,
+                                                       prose_only=True)
     with pytest.raises(ConfigError, match="unknown key 'treshold'"):
         validate_config(LidConfig, {"treshold": 0.5})
     with pytest.raises(ConfigError, match="threshold"):
@@ -125,3 +126,64 @@ def test_config_validation():
 ])
 def test_reason_numbers_never_read_equal(value, threshold, text):
     assert below_reason("lang_score", value, threshold) == text
+
+
+# Real documentation snippets (pandas, LibreOffice zh-CN help): a signature or a code block at the head.
+PANDAS_API = """pandas.Series.get
+Series.get(key, default=None)[source]
+Get item from object for given key (ex: DataFrame column).
+Returns default value if not found.
+Parameters:
+keyobject
+Returns:
+valuesame type as items contained in object
+Examples
+>>> df = pd.DataFrame(
+...     [
+...         [24.3, 75.7, "high"],
+...         [31, 87.8, "high"],
+...         [22, 71.6, "medium"],
+...         [35, 95, "medium"],
+...     ],
+...     columns=["temp_celsius", "temp_fahrenheit", "windspeed"],
+...     index=pd.date_range(start="2014-02-12", end="2014-02-15", freq="D"),
+... )
+>>> df.get(["temp_celsius", "windspeed"])
+            temp_celsius windspeed
+2014-02-12          24.3      high
+2014-02-13          31.0      high
+2014-02-14          22.0    medium
+2014-02-15          35.0    medium
+If the key isn't found, the default value will be used.
+>>> ser.get('2014-02-10', '[unknown]')
+'[unknown]'"""
+
+ZH_HELP = """YEARFRAC
+返回的结果为「起始日期」和「结束日期」之间相差的年数，包括小数部分。
+此功能是「用于 Office 应用程序的开放文档格式 (OpenDocument)」标准 1.2 版本的一部分。(ISO/IEC 26300:2-2015)
+语法
+YEARFRAC(StartDate; EndDate [; Basis])
+「StartDate」和「EndDate」是两个日期值。
+「Basis」是从选项列表中选择的，表示如何计算年。
+示例
+=YEARFRAC("2008-01-01"; "2008-07-01"; 0) 返回 0.50。"""
+
+
+def test_prose_reading_lifts_api_pages_over_the_threshold():
+    head_only = lid_batch(_batch([PANDAS_API, ZH_HELP]), LidConfig(prose_only=False)).to_pylist()
+    both = lid_batch(_batch([PANDAS_API, ZH_HELP]), LidConfig()).to_pylist()
+    assert [r["lang"] for r in head_only] == [r["lang"] for r in both] == ["en", "zh"]
+    assert head_only[0]["lang_score"] < 0.5 <= both[0]["lang_score"]  # the signature and the table blur the head
+    assert both[1]["lang_score"] >= head_only[1]["lang_score"] >= 0.5  # the better reading counts
+    assert lid_verdicts(lid_batch(_batch([PANDAS_API]), LidConfig()), LidConfig()).to_pylist()[0][
+        "reject_reason"] is None
+
+
+def test_prose_chunks_skip_code_and_short_lines():
+    from skycurate.stages.web.lid import prose_chunks
+
+    chunks = prose_chunks(PANDAS_API, 2000)
+    text = " ".join(chunks)
+    assert "Get item from object for given key (ex: DataFrame column)." in text
+    assert ">>>" not in text and "temp_celsius" not in text
+    assert prose_chunks(">>> x = 1\n>>> y = 2", 2000) == []  # no prose: the head is read instead

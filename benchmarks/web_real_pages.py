@@ -1,0 +1,245 @@
+"""The web flow on real documentation pages: what it keeps, per language, against datatrove in the same run.
+
+Input: the evaluation set of ``web_eval_set.py`` (real EN/ZH documentation pages from Debian packages,
+planted near and exact duplicates, 40 junk records; built first when missing). Both sides run with
+their defaults on the same WARC.gz files and the same 2 cores, one after the other:
+
+* skycurate: ``skycurate run web --input CRAWL --store S --json`` (Spark local[2], Prefect ephemeral
+  API, no quality model: the classifier needs one trained on your data), optionally again with
+  ``extract.engine: trafilatura`` (``--engines resiliparse,trafilatura``);
+* datatrove 0.10.1 (in ``.venv-bench``): WarcReader -> Trafilatura -> LanguageFilter(en, zh) ->
+  Gopher repetition + quality -> C4 -> FineWeb -> JsonlWriter, then its 4 MinHash dedup stages,
+  LocalPipelineExecutor with 2 tasks and 2 workers.
+
+Metrics, per language of the ground truth (``truth.json``):
+* distinct good pages kept: a good page counts as kept when any record of its cluster (the page,
+  its near and exact copies) is kept, so keeping a copy instead of the original is not a loss;
+* duplicate copies removed: per cluster, copies = members - 1, and every member kept beyond the
+  first is a copy that got through;
+* junk kept: planted junk records (of 40) that reached the output.
+Wall time is the whole command (cold: interpreter, Spark and Prefect start included) and, for
+skycurate, the flow alone as the CLI reports it. The table of skycurate's verdicts on good pages
+(which rule dropped how many, per language) follows, so a regression points at its rule.
+
+    .venv/bin/python benchmarks/web_real_pages.py [--eval-dir .bench/web-eval] [--engines resiliparse]
+                                                  [--no-datatrove] [--json FILE]
+"""
+
+from __future__ import annotations
+
+# Top-level imports are stdlib only: this file also runs inside .venv-bench (datatrove worker).
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+CORES = 2
+GOAL = {"kept": 0.95, "dups_removed": 0.98, "junk_kept": 1}
+
+
+# ============================================================================ metrics
+
+
+def score(truth: list[dict], kept_urls: set[str]) -> dict:
+    """Per language: distinct good pages kept, duplicate copies removed, junk kept."""
+    members: dict[str, list[dict]] = {}
+    for t in truth:
+        if t["cluster"]:
+            members.setdefault(t["cluster"], []).append(t)
+    out: dict = {}
+    for lang in ("en", "zh"):
+        clusters = [m for head, m in members.items() if any(x["kind"] == "good" and x["lang"] == lang for x in m)]
+        good = len(clusters)
+        kept = sum(1 for m in clusters if any(x["url"] in kept_urls for x in m))
+        copies = sum(len(m) - 1 for m in clusters)
+        through = sum(max(0, sum(x["url"] in kept_urls for x in m) - 1) for m in clusters)
+        junk = [t for t in truth if t["kind"] == "junk" and (t["lang"] == lang)]
+        out[lang] = {"good": good, "kept": kept, "kept_frac": kept / good if good else None, "copies": copies,
+                     "dups_removed_frac": (copies - through) / copies if copies else None,
+                     "junk": len(junk), "junk_kept": sum(t["url"] in kept_urls for t in junk)}
+    junk = [t for t in truth if t["kind"] == "junk"]
+    out["junk_kept_total"] = sum(t["url"] in kept_urls for t in junk)
+    out["junk_kept_urls"] = sorted(t["url"] + " " + t["detail"] for t in junk if t["url"] in kept_urls)
+    out["junk_total"] = len(junk)
+    return out
+
+
+# ============================================================================ skycurate
+
+
+def run_skycurate(crawl: Path, work: Path, engine: str) -> dict:
+    store = work / f"store-{engine}"
+    cfg = work / f"web-{engine}.yaml"
+    cfg.write_text(f"extract:\n  engine: {engine}\nspark:\n  master: local[{CORES}]\n")
+    env = dict(os.environ, PREFECT_HOME=str(work / f"prefect-{engine}"), DO_NOT_TRACK="1",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
+    env.pop("PREFECT_API_URL", None)
+    cmd = [str(REPO / ".venv" / "bin" / "skycurate"), "run", "web", "--input", str(crawl), "--store", str(store),
+           "--config", str(cfg), "--json"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": f"skycurate run web failed (rc {proc.returncode}): {proc.stderr.strip()[-2000:]}"}
+    import pyarrow.dataset as ds
+
+    def latest(name: str):
+        folder = store / "web" / name
+        return ds.dataset(str(folder / (folder / "_latest").read_text().strip()))
+
+    clean = latest("clean").to_table(columns=["url"]).column("url").to_pylist()
+    rejected = latest("rejected").to_table(columns=["url", "reject_stage", "reject_reason"]).to_pylist()
+    manifest = json.loads((store / "web" / "clean" / (store / "web" / "clean" / "_latest").read_text().strip()
+                           / "_manifest.json").read_text())
+    return {"wall_s": wall, "kept_urls": set(clean), "rejected": rejected, "stats": manifest.get("stats", {})}
+
+
+# ============================================================================ datatrove
+
+
+def run_datatrove(crawl: Path, work: Path, install: bool) -> dict:
+    import web_throughput as wt
+
+    py = wt.bench_python(install)
+    out = work / "dt-result.json"
+    env = dict(os.environ, LOGURU_LEVEL="WARNING", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [str(py), str(Path(__file__).resolve()), "--_datatrove", str(crawl), "--_work", str(work / "dt"),
+           "--_lid", str(wt.lid_model_path()), "--_out", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not out.exists():
+        return {"error": f"datatrove failed (rc {proc.returncode}): {(proc.stderr or proc.stdout)[-2000:]}"}
+    res = json.loads(out.read_text())
+    res["kept_urls"] = set(res["kept_urls"])
+    res["wall_s"] = wall
+    return res
+
+
+def _datatrove_worker(args) -> None:  # runs in .venv-bench
+    import web_throughput as wt
+
+    work = Path(args._work)
+    work.mkdir(parents=True, exist_ok=True)
+    wt._seed_lid_cache(work, Path(args._lid))
+    from loguru import logger
+
+    logger.remove()
+    res = wt._dt_e2e(work, Path(args._datatrove), CORES)
+    urls = []
+    for p in sorted((work / "dt-e2e" / "deduped").glob("*.jsonl.gz")):
+        with gzip.open(p, "rt") as f:
+            urls += [json.loads(line).get("metadata", {}).get("url") for line in f]
+    Path(args._out).write_text(json.dumps({"flow_wall_s": res["wall_s"], "phases": res["phases"],
+                                           "kept_urls": urls}))
+
+
+# ============================================================================ report
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def print_table(results: dict[str, dict]) -> None:
+    names = list(results)
+    rows = [("distinct good pages kept, en", lambda r: f"{_pct(r['score']['en']['kept_frac'])} "
+                                                      f"({r['score']['en']['kept']}/{r['score']['en']['good']})"),
+            ("distinct good pages kept, zh", lambda r: f"{_pct(r['score']['zh']['kept_frac'])} "
+                                                      f"({r['score']['zh']['kept']}/{r['score']['zh']['good']})"),
+            ("duplicate copies removed, en", lambda r: _pct(r["score"]["en"]["dups_removed_frac"])),
+            ("duplicate copies removed, zh", lambda r: _pct(r["score"]["zh"]["dups_removed_frac"])),
+            ("junk kept (of 40)", lambda r: str(r["score"]["junk_kept_total"])),
+            ("wall time, 2 cores (whole command)", lambda r: f"{r['wall_s']:.1f} s")]
+    width = max(len(n) for n in names) + 2
+    print(f"\n{'':38s}" + "".join(f"{n:>{width}s}" for n in names))
+    for label, fn in rows:
+        print(f"{label:38s}" + "".join(f"{fn(results[n]) if 'error' not in results[n] else 'failed':>{width}s}"
+                                       for n in names))
+    goal = ("goal: >= 95% good kept and >= 98% copies removed per language, <= 1 junk kept, "
+            "wall time <= 1/2 of datatrove's")
+    print(goal)
+
+
+def good_page_verdicts(truth: list[dict], rejected: list[dict]) -> dict[str, Counter]:
+    """Which rules removed good pages (the page itself, not its copies), per language."""
+    kinds = {t["url"]: t for t in truth}
+    out: dict[str, Counter] = {"en": Counter(), "zh": Counter()}
+    for r in rejected:
+        t = kinds.get(r["url"])
+        if t and t["kind"] == "good":
+            reason = r["reject_reason"] or ""
+            rule = reason.split(" ")[0:2] if r["reject_stage"] in ("gopher_quality", "gopher_repetition", "c4",
+                                                                   "fineweb") else [reason.split(":")[0]]
+            out[t["lang"]][f"{r['reject_stage']}: {' '.join(rule).rstrip(':')}"] += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--eval-dir", type=Path, default=REPO / ".bench" / "web-eval")
+    ap.add_argument("--engines", default="resiliparse", help="skycurate extract engines to run, comma-separated")
+    ap.add_argument("--no-datatrove", action="store_true")
+    ap.add_argument("--no-install", action="store_true", help="do not create .venv-bench")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--_datatrove"), ap.add_argument("--_work"), ap.add_argument("--_lid"), ap.add_argument("--_out")
+    args = ap.parse_args(argv)
+    if args._datatrove:
+        return _datatrove_worker(args)
+
+    if not (args.eval_dir / "truth.json").exists():
+        import web_eval_set
+
+        web_eval_set.ensure_packages(install=False)
+        web_eval_set.build(args.eval_dir, seed=11)
+    truth = json.loads((args.eval_dir / "truth.json").read_text())["records"]
+    crawl = args.eval_dir / "crawl"
+    print(f"evaluation set: {len(truth)} records "
+          f"({dict(Counter(t['kind'] + '_' + (t['lang'] or '-') for t in truth if t['kind'] != 'junk'))}, "
+          f"{sum(t['kind'] == 'junk' for t in truth)} junk)", flush=True)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="sky-realpages-") as tmp:
+        work = Path(tmp)
+        for engine in args.engines.split(","):
+            name = "skycurate" if engine == "resiliparse" else f"skycurate ({engine})"
+            print(f"running {name} ...", flush=True)
+            results[name] = run_skycurate(crawl, work, engine)
+        if not args.no_datatrove:
+            print("running datatrove 0.10.1 ...", flush=True)
+            results["datatrove"] = run_datatrove(crawl, work, install=not args.no_install)
+    for name, res in results.items():
+        if "error" in res:
+            print(f"{name}: {res['error']}")
+            continue
+        res["score"] = score(truth, res["kept_urls"])
+    print_table({k: v for k, v in results.items()})
+    for name, res in results.items():
+        if "rejected" in res:
+            print(f"\n{name}: good pages removed, by rule")
+            for lang, counts in good_page_verdicts(truth, res["rejected"]).items():
+                for rule, n in counts.most_common(12):
+                    print(f"  {lang}  {n:4d}  {rule}")
+        if "score" in res and res["score"]["junk_kept_urls"]:
+            print(f"{name}: junk kept: {', '.join(res['score']['junk_kept_urls'])}")
+        if "phases" in res:
+            print(f"{name}: phases " + ", ".join(f"{k} {v:.1f} s" for k, v in res["phases"].items()))
+    if "skycurate" in results and "datatrove" in results and "wall_s" in results["datatrove"] \
+            and "wall_s" in results["skycurate"]:
+        print(f"\nwall time: datatrove / skycurate = {results['datatrove']['wall_s'] / results['skycurate']['wall_s']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("kept_urls", "rejected")}
+                                         for k, v in results.items()}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
