@@ -68,6 +68,13 @@ def score(truth: list[dict], kept_urls: set[str]) -> dict:
                      "junk": len(junk), "junk_kept": sum(t["url"] in kept_urls for t in junk)}
     junk = [t for t in truth if t["kind"] == "junk"]
     out["junk_kept_total"] = sum(t["url"] in kept_urls for t in junk)
+    # Copies that got through (a cluster with more than one member kept), by how the copy was made.
+    through_by = Counter()
+    for m in members.values():
+        kept_members = [x for x in m if x["url"] in kept_urls]
+        for x in kept_members[1:] if len(kept_members) > 1 else []:
+            through_by[f"{x['lang']} {x['detail'] if x['kind'] == 'near_dup' else x['kind']}"] += 1
+    out["copies_through"] = dict(through_by)
     out["junk_kept_urls"] = sorted(t["url"] + " " + t["detail"] for t in junk if t["url"] in kept_urls)
     out["junk_total"] = len(junk)
     return out
@@ -229,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
             for lang, counts in good_page_verdicts(truth, res["rejected"]).items():
                 for rule, n in counts.most_common(12):
                     print(f"  {lang}  {n:4d}  {rule}")
+        if "score" in res and res["score"]["copies_through"]:
+            print(f"{name}: copies kept beside their original: {res['score']['copies_through']}")
         if "score" in res and res["score"]["junk_kept_urls"]:
             print(f"{name}: junk kept: {', '.join(res['score']['junk_kept_urls'])}")
         if "phases" in res:

@@ -366,7 +366,7 @@ def test_filter_declares_its_contract():
     with pytest.raises(StageContractError, match="rep_dup_line_frac"):
         QUALITY_FILTER(_batch([(EN_ARTICLE, "en")]), QualityFilterConfig())
     assert QUALITY_SIGNALS.requires == ("text", "lang")
-    assert [f.name for f in QUALITY_FILTER.adds] == [REJECT_STAGE, REJECT_REASON]
+    assert [f.name for f in QUALITY_FILTER.adds] == [REJECT_STAGE, REJECT_REASON, "quality_rules_failed"]
 
 
 def test_config_refuses_unknown_keys():
@@ -482,3 +482,17 @@ def test_short_structural_lines_never_count_as_duplicated():
     row = annotate_quality(_batch([(page + f"\n{long_line}\n{long_line}", "en")]),
                            QualitySignalsConfig()).to_pylist()[0]
     assert row["rep_dup_line_frac"] == pytest.approx(1 / 13)
+
+
+def test_every_failing_rule_is_listed_for_the_ablation_report():
+    """The verdict names the first failing rule; ``quality_rules_failed`` names them all."""
+    rows = [(EN_FEW_WORDS, "en"), (EN_ARTICLE, "en"), (ZH_NAV_PAGE, "zh"), (EN_FEW_WORDS, "en")]
+    extra = {REJECT_STAGE: pa.array([None, None, None, "lid"], pa.string()),
+             REJECT_REASON: pa.array([None, None, None, "lid: lang fr not in [zh, en]"], pa.string())}
+    out = _run(rows, extra=extra)
+    assert out[0][REJECT_REASON] == "gopher_quality: n_words 8 < 50"
+    assert out[0]["quality_rules_failed"] == ["gopher_quality: n_words", "gopher_quality: stopwords"]
+    assert out[1]["quality_rules_failed"] == []
+    assert out[2]["quality_rules_failed"] == ["c4: n_sentences", "fineweb: punct_line_frac",
+                                              "fineweb: short_line_frac", "fineweb: newline_per_word"]
+    assert out[3]["quality_rules_failed"] is None  # rejected before the quality filter: not counted

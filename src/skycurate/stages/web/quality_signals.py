@@ -380,19 +380,46 @@ def _existing(batch: pa.RecordBatch, name: str) -> pa.Array:
     return pa.nulls(batch.num_rows, pa.string())
 
 
+RULES_FAILED = "quality_rules_failed"
+RULES_FAILED_FIELD = pa.field(RULES_FAILED, pa.list_(pa.string()))
+
+
+def _failed_lists(names: list[str], hits: list[np.ndarray], entered: np.ndarray) -> pa.Array:
+    """Per row, the names of every rule it fails (null for rows rejected before the filter)."""
+    n = entered.size
+    if not hits:
+        matrix = np.zeros((n, 0), dtype=bool)
+    else:
+        matrix = np.stack(hits, axis=1)
+    rows, cols = np.nonzero(matrix)  # row-major: rules in order within each row
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    values = pa.array(np.asarray(names, dtype=object)[cols] if cols.size else [], pa.string())
+    mask = pa.array(~entered)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
+
+
 def quality_verdicts(batch: pa.RecordBatch, cfg: QualityFilterConfig) -> pa.RecordBatch:
     """Write ``reject_stage``/``reject_reason``: rows already rejected keep their verdict; otherwise the
-    first failing rule (families in ``FAMILIES`` order, rules in ``_RULES`` order) decides."""
+    first failing rule (families in ``FAMILIES`` order, rules in ``_RULES`` order) decides.
+
+    ``quality_rules_failed`` lists every rule a row fails, not only the first: the rule ablation
+    report (how many documents each rule alone would drop) is an aggregation over it.
+    """
     stage = _existing(batch, REJECT_STAGE)
     reason = _existing(batch, REJECT_REASON)
+    entered = pc.is_null(reason)
     zh = pc.fill_null(batch.column("is_zh"), False)
     variants = ((pc.invert(zh), "en"), (zh, "zh"))
+    names: list[str] = []
+    hits: list[np.ndarray] = []
     for family, rules in _RULES.items():
         fam_cfg = getattr(cfg, family)
         if not fam_cfg.enabled:
             continue
         for name, signal, kind, attr in rules:
             values = batch.column(signal)
+            rule_hit = None
             for mask, variant in variants:
                 threshold = getattr(getattr(fam_cfg, variant), attr, None)
                 if threshold is None or threshold is False:
@@ -403,7 +430,9 @@ def quality_verdicts(batch: pa.RecordBatch, cfg: QualityFilterConfig) -> pa.Reco
                     hit = pc.less(values, threshold)
                 else:
                     hit = pc.greater(values, threshold)
-                fire = pc.and_(pc.and_(mask, pc.fill_null(hit, False)), pc.is_null(reason))
+                alone = pc.and_(pc.and_(mask, pc.fill_null(hit, False)), entered)
+                rule_hit = alone if rule_hit is None else pc.or_(rule_hit, alone)
+                fire = pc.and_(alone, pc.is_null(reason))
                 if not pc.any(fire).as_py():
                     continue
                 if kind == "flag":
@@ -414,7 +443,11 @@ def quality_verdicts(batch: pa.RecordBatch, cfg: QualityFilterConfig) -> pa.Reco
                         f"{family}: {name} ", _as_text(values), f" {op} {_fmt(threshold)}", "")
                 reason = pc.if_else(fire, message, reason)
                 stage = pc.if_else(fire, pa.scalar(family), stage)
-    return with_columns(batch, {REJECT_STAGE: stage, REJECT_REASON: reason})
+            if rule_hit is not None:
+                names.append(f"{family}: {name}")
+                hits.append(rule_hit.to_numpy(zero_copy_only=False))
+    failed = _failed_lists(names, hits, entered.to_numpy(zero_copy_only=False))
+    return with_columns(batch, {REJECT_STAGE: stage, REJECT_REASON: reason, RULES_FAILED: failed})
 
 
 QUALITY_SIGNALS = BatchStage(
@@ -428,5 +461,5 @@ QUALITY_FILTER = BatchStage(
     name="quality_filter",
     fn=quality_verdicts,
     requires=SIGNAL_NAMES,
-    adds=VERDICT_FIELDS,
+    adds=(*VERDICT_FIELDS, RULES_FAILED_FIELD),
 )
