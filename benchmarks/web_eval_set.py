@@ -172,12 +172,23 @@ def _parse(data: bytes):
         return None
 
 
-def _is_nav(el) -> bool:
+INLINE = frozenset(("span", "a", "em", "strong", "b", "i", "code", "tt", "kbd", "samp", "var", "abbr", "cite",
+                    "small", "sup", "sub", "img", "br"))
+# The site's own chrome, which a mirror replaces with its own (tables of contents are content).
+CHROME_MARKERS = ("sidebar", "related", "navbar", "navigation", "breadcrumb", "footer", "header", "nav_",
+                  "navheader", "navfooter", "searchbox", "prev-next")
+
+
+def _is_nav(el, markers: tuple[str, ...] = NAV_MARKERS) -> bool:
+    """Navigation: nav/header/footer elements and block elements marked as navigation (not inline
+    spans: LibreOffice marks menu names in running text with class="menuitem")."""
     tag = el.tag if isinstance(el.tag, str) else ""
     if tag in ("nav", "header", "footer", "script", "style", "noscript", "form", "button"):
         return True
+    if tag in INLINE:
+        return False
     marks = f"{el.get('class', '')} {el.get('id', '')} {el.get('role', '')}".lower()
-    return any(m in marks for m in NAV_MARKERS) or "navigation" in marks
+    return any(m in marks for m in markers)
 
 
 def main_text(doc) -> tuple[str, float]:
@@ -369,7 +380,7 @@ def _content_html(doc) -> str:
     body = doc.find("body")
     root = body if body is not None else doc
     for el in list(root.iter()):
-        if el.getparent() is not None and _is_nav(el):
+        if el.getparent() is not None and _is_nav(el, CHROME_MARKERS):
             el.drop_tree()
     return "".join(lxml.html.tostring(c, encoding="unicode") for c in root)
 
@@ -382,15 +393,15 @@ def other_template(page: Page, rng: random.Random) -> bytes:
 
 
 def rewrapped(page: Page, rng: random.Random) -> bytes:
-    """The same text in other markup: no classes or ids, <p> as <div>, spans unwrapped, whitespace reflowed."""
+    """The same text in other markup: <p> as <div>, <span>s unwrapped, inline styles gone, whitespace
+    reflowed. (Classes and ids stay: stripping them is another site template, not a re-wrap.)"""
     import lxml.html
 
     doc = _parse(page.html)
     for el in doc.iter():
         if not isinstance(el.tag, str):
             continue
-        for attr in ("class", "id", "style"):
-            el.attrib.pop(attr, None)
+        el.attrib.pop("style", None)
         if el.tag == "p":
             el.tag = "div"
     for span in list(doc.iter("span")):
