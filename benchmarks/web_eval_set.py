@@ -433,6 +433,17 @@ def _page(title: str, body: str, lang: str = "en") -> bytes:
             f"<body>{body}</body></html>").encode()
 
 
+ENGLISH_STOPWORDS = frozenset("the and of to is in that for with this are be".split())
+
+
+def _mostly_english(html: bytes) -> bool:
+    doc = _parse(html)
+    if doc is None:
+        return True
+    words = [w.lower() for w in LATIN_WORD.findall(main_text(doc)[0])]
+    return len(words) > 50 and sum(w in ENGLISH_STOPWORDS for w in words) / len(words) > 0.05
+
+
 def make_junk(rng: random.Random, tocs: list[Page]) -> list[dict]:
     """40 junk records: what a crawl of documentation sites also brings in."""
     junk: list[dict] = []
@@ -466,8 +477,10 @@ def make_junk(rng: random.Random, tocs: list[Page]) -> list[dict]:
     # Real pages in other languages.
     for package, pattern, lang in OTHER_LANG_PAGES:
         candidates = [p for p in sorted(glob.glob(pattern)) if Path(p).stat().st_size > 6000]
-        if candidates:
-            path = rng.choice(candidates)
+        rng.shuffle(candidates)
+        # Translations leave some pages (licence texts, appendices) in English: take one that is not.
+        path = next((p for p in candidates if not _mostly_english(Path(p).read_bytes())), None)
+        if path:
             add(f"other_language_{lang}", lang, Path(path).read_bytes(),
                 url=f"https://www.debian.org/{package}/{lang}/{Path(path).name}")
     # Link spam.
