@@ -146,6 +146,23 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
     stdout.print(f"  skycurate datasets read {main['ref']} --store {catalog.url}")
 
 
+def _print_rule_ablation(result: dict) -> None:
+    """Per language, what each quality rule alone would drop (and what it rejected first)."""
+    from skycurate.stages.web.ablation import ablation_rows
+
+    report = result.get("rule_ablation") or {}
+    if not report.get("rules"):
+        return
+    docs = report.get("documents", {})
+    table = Table(title="quality rules: documents each rule alone would drop / rejected first")
+    table.add_column("rule")
+    for lang in ("en", "zh"):
+        table.add_column(f"{lang} ({docs.get(lang, 0):,} docs)", justify="right")
+    for row in ablation_rows(report):
+        table.add_row(*row)
+    stdout.print(table)
+
+
 def _funnel_table(funnel: list[dict]) -> Table:
     table = Table(title="funnel")
     for col in ("stage", "rows in", "kept", "rejected", "quarantined"):
@@ -215,7 +232,8 @@ def run_web(
         catalog.ensure_writable()
         if cfg.dedup_against:
             catalog.resolve(cfg.dedup_against)
-        _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+        _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug,
+                  report=_print_rule_ablation, json_extra=("rule_ablation",))
 
 
 BenchmarkOpt = Annotated[Optional[list[str]], typer.Option(

@@ -67,6 +67,16 @@ def test_sample_crawl_end_to_end(store, sample):
         assert step["bytes_out"] <= step["bytes_in"]
     assert [a.path for a in manifest.attachments] == ["_funnel.png"]
     assert Path(refs["clean"].uri, "_funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The rule ablation agrees with the funnel: the documents that reached the quality rules, and the
+    # rejections each family made first; a rule fails at least the documents it rejected first.
+    ablation, steps = manifest.stats["rule_ablation"], {s["stage"]: s for s in funnel}
+    assert result["rule_ablation"] == ablation
+    assert sum(ablation["documents"].values()) == steps["gopher_quality"]["rows_in"]
+    for family in ("gopher_quality", "gopher_repetition", "c4", "fineweb"):
+        firsts = sum(n for r in ablation["rules"] if r["rule"].startswith(family + ":") for n in r["first"].values())
+        assert firsts == steps[family]["rejected"], family
+    assert all(r["alone"].get(lang, 0) >= n for r in ablation["rules"] for lang, n in r["first"].items())
+    assert any(r["first"] for r in ablation["rules"])
 
     urls = set(clean["url"].to_pylist())
     reasons = dict(zip(rejected["url"].to_pylist(), rejected["reject_stage"].to_pylist()))

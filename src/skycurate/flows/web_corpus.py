@@ -139,6 +139,7 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
              scored: DatasetRef, previous_index: DatasetRef | None, rejected_preview_chars: int,
              spark: SparkConfig) -> dict[str, DatasetRef]:
     from skycurate.reporting import funnel_chart_png
+    from skycurate.stages.web.ablation import rule_ablation
 
     catalog, producer = Catalog(store), current_producer()
     session = get_spark(spark)
@@ -156,10 +157,12 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
     n_quarantined = catalog.manifest(quarantine).num_rows
     n_input = funnel[0]["rows_in"]
 
+    ablation = rule_ablation(frames["filtered"])
+
     def stats(n_clean: int) -> dict[str, Any]:
         pipeline.check_reconciles(n_input, n_clean, n_rejected, n_quarantined, funnel)
         return {"funnel": funnel, "input": n_input, "kept": n_clean, "rejected": n_rejected,
-                "quarantined": n_quarantined}
+                "quarantined": n_quarantined, "rule_ablation": ablation}
 
     chart = funnel_chart_png(funnel, "web corpus funnel")
     clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
@@ -219,4 +222,4 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     attach_funnel_artifact("web", funnel)
     attach_chart_artifact("web", catalog.fs.cat_file(f"{catalog.root}/{final['clean'].name}/"
                                                      f"{final['clean'].version}/_funnel.png"))
-    return {"datasets": final, "funnel": funnel}
+    return {"datasets": final, "funnel": funnel, "rule_ablation": manifest.stats.get("rule_ablation")}
