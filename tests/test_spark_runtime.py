@@ -83,3 +83,15 @@ def test_spark_cannot_write_to_a_memory_store(spark):
     df = spark.createDataFrame([(1,)], "id long")
     with pytest.raises(Exception, match="Spark cannot write to a memory:// store"):
         Catalog("memory://spark-x").publish("t/x", df)
+
+
+def test_balanced_spreads_a_small_input_over_the_cores_and_leaves_a_split_one_alone(spark):
+    from skycurate.spark import balanced
+
+    target = 2 * spark.sparkContext.defaultParallelism
+    one = spark.createDataFrame([(i,) for i in range(50)], "x long").coalesce(1)
+    spread = balanced(one)
+    assert spread.rdd.getNumPartitions() == target
+    assert sorted(r.x for r in spread.collect()) == list(range(50))
+    many = one.repartition(target + 1)
+    assert balanced(many) is many

@@ -222,9 +222,9 @@ def run_web(
             "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist})
         if not cfg.inputs:
             raise SkycurateError("no input: pass --input (a folder, file or glob) or set inputs in --config")
-        from skycurate.flows.web_corpus import fingerprint_inputs, web_flow
+        from skycurate.connectors.web_readers import discover_inputs
 
-        fingerprint_inputs(cfg.inputs)  # fail on a missing input before Prefect and Spark start
+        discover_inputs(cfg.inputs)  # fail on a missing input before Prefect and Spark start
         for path in (cfg.quality_model.model_path, cfg.safety.url_blocklist, cfg.safety.keyword_blocklist):
             if path is not None and not os.path.isfile(path):
                 raise SkycurateError(f"file not found: {path}")
@@ -232,8 +232,14 @@ def run_web(
         catalog.ensure_writable()
         if cfg.dedup_against:
             catalog.resolve(cfg.dedup_against)
-        _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug,
-                  report=_print_rule_ablation, json_extra=("rule_ablation",))
+        from skycurate.flows._backends import local_backends
+
+        # Spark and the local Prefect API start side by side (Prefect not imported before this).
+        with local_backends(cfg.spark, preload=("skycurate.flows.web_corpus",)):
+            from skycurate.flows.web_corpus import web_flow
+
+            _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug,
+                      report=_print_rule_ablation, json_extra=("rule_ablation",))
 
 
 BenchmarkOpt = Annotated[Optional[list[str]], typer.Option(

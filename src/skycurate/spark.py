@@ -63,7 +63,9 @@ def get_spark(cfg: SparkConfig | None = None) -> "SparkSession":
 
     cfg = cfg or SparkConfig()
     master = cfg.resolved_master()
-    active = SparkSession.getActiveSession()
+    # The active session is per thread; a session started in another thread (``start_spark``) is
+    # the process's default one and is reused the same way.
+    active = SparkSession.getActiveSession() or _default_session()
     if active is not None:
         if active.sparkContext.master == master:
             return active
@@ -86,6 +88,27 @@ def get_spark(cfg: SparkConfig | None = None) -> "SparkSession":
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     return spark
+
+
+def _default_session() -> "SparkSession | None":
+    from pyspark.sql import SparkSession
+
+    session = SparkSession._instantiatedSession
+    return session if session is not None and session._sc._jsc is not None else None
+
+
+def balanced(df: "DataFrame", per_core: int = 2) -> "DataFrame":
+    """``df`` spread over at least ``per_core`` partitions per core, for Python (``mapInArrow``) stages.
+
+    A stage dataset is read in as many partitions as Spark packs its files into, and a small one
+    often packs into two of very unequal size: on two cores one task then does most of the work.
+    Inputs already split finer than that are left as they are (no extra shuffle at scale).
+    Round-robin repartitioning is deterministic for the same input (Spark sorts before it).
+    """
+    target = per_core * df.sparkSession.sparkContext.defaultParallelism
+    if df.rdd.getNumPartitions() >= target:
+        return df
+    return df.repartition(target)
 
 
 def arrow_schema(df: "DataFrame") -> pa.Schema:

@@ -112,11 +112,12 @@ def test_sample_crawl_end_to_end(store, sample):
     while node.parents:
         node = node.parents[0]
         chain.append(node.name)
-    assert chain[:5] == ["web/scored", "web/deduped", "web/filtered", "web/annotated", "web/extracted"]
+    assert chain[:4] == ["web/scored", "web/deduped", "web/filtered", "web/extracted"]
 
     # Unchanged input and config: every stage is cached, nothing new is published.
     again, states = _run(store, _config(crawl, model))
-    assert {states[t] for t in ("extract", "annotate", "filter_and_deboilerplate", "dedup", "classify", "finalize")} == {"Cached"}
+    assert set(states) == {"extract", "annotate_and_filter", "dedup", "classify", "finalize"}
+    assert set(states.values()) == {"Cached"}
     assert again["datasets"]["clean"] == refs["clean"]
 
 
@@ -164,3 +165,42 @@ def test_top_fraction_keep_rule_uses_a_global_quantile(spark, sample):
     assert 11 <= len(kept) <= 13  # about the top half, by an approximate quantile
     assert set(junk).isdisjoint(kept)
     assert all(r.reject_stage == "quality_classifier" for r in rows if r.reject_reason is not None)
+
+
+def _verdict_frame(spark, rows, extra=""):
+    schema = "reject_stage string, reject_reason string, text_bytes long" + extra
+    return spark.createDataFrame(rows, schema)
+
+
+def test_funnel_from_stage_datasets_in_one_aggregation(spark):
+    from skycurate.stages.accounting import AccountingError
+    from skycurate.stages.web.pipeline import funnel
+
+    frames = {
+        "quarantine": spark.createDataFrame([(7,)], "payload_bytes long"),
+        "extracted": _verdict_frame(spark, [(None, None, 10, 100), (None, None, 20, 200), ("extract", "no text", 0, 50)],
+                                    ", payload_bytes long"),
+        # boilerplate removal took 5 bytes from the kept row: it entered with 20
+        "filtered": _verdict_frame(spark, [("lid", "lid: fr", 10, None), (None, None, 15, 5)],
+                                   ", boilerplate_bytes long"),
+        "deduped": _verdict_frame(spark, [(None, None, 15)]),
+        "scored": _verdict_frame(spark, [(None, None, 15)]),
+    }
+    steps = {s["stage"]: s for s in funnel(frames)}
+    assert list(steps) == ["read", "extract", "lid", "safety", "gopher_quality", "gopher_repetition", "c4", "fineweb",
+                           "boilerplate", "exact_dedup", "near_dedup", "quality_classifier"]
+    assert steps["read"] == {"stage": "read", "rows_in": 4, "rows_out": 3, "rejected": 0, "quarantined": 1,
+                             "bytes_in": 357, "bytes_out": 350}
+    assert steps["extract"] == {"stage": "extract", "rows_in": 3, "rows_out": 2, "rejected": 1, "quarantined": 0,
+                                "bytes_in": 350, "bytes_out": 30}
+    assert steps["lid"] == {"stage": "lid", "rows_in": 2, "rows_out": 1, "rejected": 1, "quarantined": 0,
+                            "bytes_in": 30, "bytes_out": 20}
+    assert (steps["fineweb"]["rows_out"], steps["fineweb"]["bytes_out"]) == (1, 20)
+    assert steps["boilerplate"] == {"stage": "boilerplate", "rows_in": 1, "rows_out": 1, "rejected": 0,
+                                    "quarantined": 0, "bytes_in": 20, "bytes_out": 15}
+    assert [(s["rows_out"], s["bytes_out"]) for s in list(steps.values())[-3:]] == [(1, 15)] * 3
+
+    # A stage dataset that does not hold exactly the rows the previous stage kept is refused.
+    frames["deduped"] = _verdict_frame(spark, [(None, None, 15), (None, None, 1)])
+    with pytest.raises(AccountingError, match="deduped: 2 rows, but the previous stage kept 1"):
+        funnel(frames)

@@ -1,18 +1,22 @@
 """The web corpus flow (SkyPile): raw crawl -> clean, deduplicated Chinese and English text.
 
-    read+extract -> annotate (lid, quality signals, safety/PII) -> filter + boilerplate
-      -> exact + near dedup -> quality classifier -> web/clean, web/rejected, web/minhash_index
+    read+extract -> annotate + filter (lid, safety/PII, quality signals, then their thresholds)
+      + boilerplate -> exact + near dedup -> quality classifier
+      -> web/clean, web/rejected, web/minhash_index
 
 Each task is one Spark job publishing one dataset that holds every row that entered the
 stage, with the stage's verdict (``reject_stage``/``reject_reason``); the next stage reads
-the kept rows. ``finalize`` gathers the rejected rows of all stages into ``web/rejected``,
-computes the funnel from the stage datasets (small-column aggregations) and checks that
-input = kept + rejected + quarantined before publishing ``web/clean``.
+the kept rows. Signals and the thresholds on them are one pass (one task): ``web/filtered``
+keeps every signal column next to the verdict. ``finalize`` gathers the rejected rows of all
+stages into ``web/rejected``, computes the funnel from the stage datasets (one small-column
+aggregation job) and checks that input = kept + rejected + quarantined before publishing
+``web/clean``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,23 +91,18 @@ def extract(store: str, inputs: list[InputFingerprint], reader: ReaderConfig, cf
 
 
 @dataset_task(code=CODE_ALL)
-def annotate(store: str, extracted: DatasetRef, lid: LidConfig, signals: QualitySignalsConfig,
-             safety: SafetyConfig, files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
+def annotate_and_filter(store: str, extracted: DatasetRef, lid: LidConfig, signals: QualitySignalsConfig,
+                        safety: SafetyConfig, quality: QualityFilterConfig, boilerplate: BoilerplateConfig,
+                        files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
     # ``files`` (blocklists, lid model by content hash) is only there for the cache key.
-    catalog = Catalog(store)
-    df = pipeline.kept(read_dataset(get_spark(spark), extracted))
-    out = pipeline.annotate(df, lid, signals, safety)
-    return catalog.publish(f"{NAMESPACE}/annotated", out, [extracted], current_producer(signals))
-
-
-@dataset_task(code=CODE_ALL)
-def filter_and_deboilerplate(store: str, annotated: DatasetRef, lid: LidConfig, safety: SafetyConfig,
-                             quality: QualityFilterConfig, boilerplate: BoilerplateConfig,
-                             files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
-    catalog = Catalog(store)
-    out = pipeline.filter_and_deboilerplate(read_dataset(get_spark(spark), annotated), lid, safety, quality,
-                                            boilerplate)
-    return catalog.publish(f"{NAMESPACE}/filtered", out, [annotated], current_producer(quality))
+    catalog, session = Catalog(store), get_spark(spark)
+    try:
+        with catalog.scratch("filter") as scratch:
+            out = pipeline.annotate_and_filter(pipeline.kept(read_dataset(session, extracted)), lid, signals, safety,
+                                               quality, boilerplate, scratch)
+            return catalog.publish(f"{NAMESPACE}/filtered", out, [extracted], current_producer(quality))
+    finally:
+        pipeline.release(session)
 
 
 @dataset_task(code=CODE_ALL)
@@ -134,13 +133,24 @@ def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: Fi
         pipeline.release(session)
 
 
+def _import_charting() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+    import skycurate.reporting  # noqa: F401
+
+
 @dataset_task(code=["skycurate.reporting", *CODE_ALL])
 def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered: DatasetRef, deduped: DatasetRef,
              scored: DatasetRef, previous_index: DatasetRef | None, rejected_preview_chars: int,
              spark: SparkConfig) -> dict[str, DatasetRef]:
-    from skycurate.reporting import funnel_chart_png
     from skycurate.stages.web.ablation import rule_ablation
 
+    # matplotlib takes a second or more to import: do it while the driver waits for Spark below.
+    charts = threading.Thread(target=_import_charting, daemon=True)
+    charts.start()
     catalog, producer = Catalog(store), current_producer()
     session = get_spark(spark)
     frames = {name: read_dataset(session, ref) for name, ref in
@@ -163,6 +173,9 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
         pipeline.check_reconciles(n_input, n_clean, n_rejected, n_quarantined, funnel)
         return {"funnel": funnel, "input": n_input, "kept": n_clean, "rejected": n_rejected,
                 "quarantined": n_quarantined, "rule_ablation": ablation}
+
+    charts.join()
+    from skycurate.reporting import funnel_chart_png
 
     chart = funnel_chart_png(funnel, "web corpus funnel")
     clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
@@ -205,11 +218,9 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
 
     got = run_dataset_task(extract, **common, inputs=fingerprint_inputs(cfg.inputs), reader=cfg.reader,
                            cfg=cfg.extract)
-    annotated = run_dataset_task(annotate, **common, extracted=got["extracted"], lid=cfg.lid,
-                                 signals=cfg.quality_signals, safety=cfg.safety, files=lists)
-    filtered = run_dataset_task(filter_and_deboilerplate, **common, annotated=annotated, lid=cfg.lid,
-                                safety=cfg.safety, quality=cfg.quality_filter, boilerplate=cfg.boilerplate,
-                                files=lists)
+    filtered = run_dataset_task(annotate_and_filter, **common, extracted=got["extracted"], lid=cfg.lid,
+                                signals=cfg.quality_signals, safety=cfg.safety, quality=cfg.quality_filter,
+                                boilerplate=cfg.boilerplate, files=lists)
     deduped = run_dataset_task(dedup, **common, filtered=filtered, exact=cfg.exact_dedup, minhash=cfg.minhash,
                                previous_index=previous_index)
     scored = run_dataset_task(classify, **common, deduped=deduped, cfg=cfg.quality_model,

@@ -107,26 +107,29 @@ def read_and_extract(spark: "SparkSession", inputs: list[dict[str, Any]], reader
 
 # ---- annotate, filter, boilerplate ----------------------------------------------------------
 
-def annotate(df: "DataFrame", lid: LidConfig, signals: QualitySignalsConfig, safety: SafetyConfig) -> "DataFrame":
-    """Signals as columns, no decisions: language, quality signals, safety hits, PII masked."""
-    from skycurate.stages.web.lid import LID
-    from skycurate.stages.web.quality_signals import QUALITY_SIGNALS
-    from skycurate.stages.web.safety import SAFETY
+def annotate_and_filter(df: "DataFrame", lid: LidConfig, signals: QualitySignalsConfig, safety: SafetyConfig,
+                        quality: QualityFilterConfig, boilerplate: BoilerplateConfig,
+                        scratch: str | None = None) -> "DataFrame":
+    """Signals as columns, the thresholds on them, then distribution filtering of the survivors.
 
-    return chain_on_spark(df, [(LID, lid), (SAFETY, safety), (QUALITY_SIGNALS, signals)])
-
-
-def filter_and_deboilerplate(df: "DataFrame", lid: LidConfig, safety: SafetyConfig, quality: QualityFilterConfig,
-                             boilerplate: BoilerplateConfig) -> "DataFrame":
-    """Thresholds on the stored signals (first failing rule wins), then distribution filtering of the survivors."""
+    Annotate, then filter, in one Python pass over the text: language ID, safety hits and PII
+    masking, quality signals, then the language, safety and quality thresholds applied to those
+    stored signals (the first failing rule wins; the signals stay in the output). The result,
+    every row that entered with its signals and verdict, is computed once (``_materialize``):
+    the rejected rows, the line counts and the cleaned survivors all read it.
+    """
     from pyspark.sql import functions as F
 
+    from skycurate.spark import balanced
     from skycurate.stages.web.boilerplate import remove_boilerplate
-    from skycurate.stages.web.lid import LID_FILTER
-    from skycurate.stages.web.quality_signals import QUALITY_FILTER
-    from skycurate.stages.web.safety import SAFETY_FILTER
+    from skycurate.stages.web.lid import LID, LID_FILTER
+    from skycurate.stages.web.quality_signals import QUALITY_FILTER, QUALITY_SIGNALS
+    from skycurate.stages.web.safety import SAFETY, SAFETY_FILTER
 
-    judged = chain_on_spark(df, [(LID_FILTER, lid), (SAFETY_FILTER, safety), (QUALITY_FILTER, quality)])
+    judged = chain_on_spark(balanced(df), [(LID, lid), (SAFETY, safety), (QUALITY_SIGNALS, signals),
+                                           (LID_FILTER, lid), (SAFETY_FILTER, safety), (QUALITY_FILTER, quality)])
+    if boilerplate.enabled:
+        judged = _materialize(judged, scratch, "judged")
     removed = judged.filter(F.col(REJECT_REASON).isNotNull())
     survivors = kept(judged)
     if boilerplate.enabled:
@@ -169,7 +172,9 @@ def dedup(df: "DataFrame", exact: ExactDedupConfig, minhash: MinHashConfig,
     from skycurate.stages.web.minhash import MINHASH
     from skycurate.stages.web.near_dedup import near_dedup
 
-    hashed = _materialize(chain_on_spark(df, [(TEXT_HASH, None), (MINHASH, minhash)]), scratch, "hashed")
+    from skycurate.spark import balanced
+
+    hashed = _materialize(chain_on_spark(balanced(df), [(TEXT_HASH, None), (MINHASH, minhash)]), scratch, "hashed")
     if exact.enabled:
         exact_done = exact_dedup(hashed, previous.select("id", "text_hash") if previous is not None else None)
     else:
@@ -186,12 +191,12 @@ def classify(df: "DataFrame", cfg: QualityModelConfig, scratch: str | None = Non
     """Score with the fastText quality model and apply the keep rule; no model = no-op (scores null)."""
     from pyspark.sql import functions as F
 
-    from skycurate.spark import arrow_schema, map_batches
+    from skycurate.spark import arrow_schema, balanced, map_batches
     from skycurate.stages.web.quality_model import QUALITY_SCORE, quality_threshold_verdicts
 
     if cfg.model_path is None:
         return _with_empty_verdicts(df.withColumn("quality_score", F.lit(None).cast("double"))), None
-    scored = _materialize(QUALITY_SCORE.on_spark(df, cfg), scratch, "scored")  # quantile + write: score once
+    scored = _materialize(QUALITY_SCORE.on_spark(balanced(df), cfg), scratch, "scored")  # quantile + write: score once
     threshold = cfg.threshold
     if threshold is None and cfg.top_fraction is not None:
         # A global quantile is an aggregation: nothing but the one number reaches the driver.
@@ -231,49 +236,68 @@ def index_rows(scored: "DataFrame") -> "DataFrame":
     return kept(scored).select(*[c for c in INDEX_COLUMNS if c in scored.columns])
 
 
-def _stage_counts(df: "DataFrame", bytes_expr) -> dict[str | None, tuple[int, int]]:
+def _stage_counts(frames: dict[str, "DataFrame"]) -> dict[str, dict[str | None, dict[str, int]]]:
+    """Per stage dataset and reject stage: rows, entry bytes, kept bytes and payload bytes, in one job.
+
+    Entry bytes are the text bytes a row had when it entered the dataset's stages (boilerplate
+    removal shrank ``text_bytes`` of the rows it kept, by ``boilerplate_bytes``); kept bytes
+    sum ``text_bytes`` over rows without a verdict. Only these small aggregates reach the driver.
+    """
+    from functools import reduce
+
     from pyspark.sql import functions as F
 
-    rows = df.groupBy(REJECT_STAGE).agg(F.count(F.lit(1)).alias("n"),
-                                        F.coalesce(F.sum(bytes_expr), F.lit(0)).alias("b")).collect()
-    return {r[REJECT_STAGE]: (r["n"], r["b"]) for r in rows}
+    zero = F.lit(0).cast("long")
+    parts = []
+    for name, df in frames.items():
+        if name == "quarantine":
+            stage, entry, kept_bytes, payload = F.lit(None).cast("string"), zero, zero, F.col("payload_bytes")
+        else:
+            stage = F.col(REJECT_STAGE)
+            entry = F.col("text_bytes")
+            if name == "filtered":
+                entry = entry + F.coalesce(F.col("boilerplate_bytes"), zero)
+            kept_bytes = F.when(F.col(REJECT_REASON).isNull(), F.col("text_bytes"))
+            payload = F.col("payload_bytes") if name == "extracted" else zero
+        parts.append(df.groupBy(stage.alias("stage")).agg(
+            F.count(F.lit(1)).alias("n"), F.coalesce(F.sum(entry), zero).alias("b"),
+            F.coalesce(F.sum(kept_bytes), zero).alias("kept_b"), F.coalesce(F.sum(payload), zero).alias("payload_b"),
+        ).withColumn("dataset", F.lit(name)))
+    out: dict[str, dict[str | None, dict[str, int]]] = {name: {} for name in frames}
+    for r in reduce(lambda a, b: a.unionByName(b), parts).collect():
+        out[r["dataset"]][r["stage"]] = {"n": r["n"], "b": r["b"], "kept_b": r["kept_b"], "payload_b": r["payload_b"]}
+    return out
 
 
 def funnel(frames: dict[str, "DataFrame"]) -> list[dict[str, Any]]:
     """Rows and bytes in/out per stage, from the published stage datasets; raises if they do not chain."""
-    from pyspark.sql import functions as F
-
     from skycurate.stages.accounting import FunnelStep
 
-    q = frames["quarantine"].agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("payload_bytes"), F.lit(0)).alias("b")).first()
-    e = frames["extracted"]
-    e_tot = e.agg(F.count(F.lit(1)).alias("n"), F.coalesce(F.sum("payload_bytes"), F.lit(0)).alias("b")).first()
-    steps = [FunnelStep(stage="read", rows_in=q["n"] + e_tot["n"], rows_out=e_tot["n"], quarantined=q["n"],
-                        bytes_in=q["b"] + e_tot["b"], bytes_out=e_tot["b"])]
-    rows_in, bytes_in = e_tot["n"], e_tot["b"]
+    counts = _stage_counts(frames)
+    q_n = sum(c["n"] for c in counts["quarantine"].values())
+    q_b = sum(c["payload_b"] for c in counts["quarantine"].values())
+    e_n = sum(c["n"] for c in counts["extracted"].values())
+    e_b = sum(c["payload_b"] for c in counts["extracted"].values())
+    steps = [FunnelStep(stage="read", rows_in=q_n + e_n, rows_out=e_n, quarantined=q_n,
+                        bytes_in=q_b + e_b, bytes_out=e_b)]
+    rows_in, bytes_in = e_n, e_b
     for name in ("extracted", "filtered", "deduped", "scored"):
-        df = frames[name]
-        entry = F.col("text_bytes")
-        if name == "filtered":  # boilerplate removal shrank text_bytes of the rows it kept
-            entry = entry + F.coalesce(F.col("boilerplate_bytes"), F.lit(0))
-        counts = _stage_counts(df, entry)
-        total = sum(n for n, _ in counts.values())
+        by_stage = counts[name]
+        total = sum(c["n"] for c in by_stage.values())
         if total != rows_in:
             raise AccountingError(f"{name}: {total} rows, but the previous stage kept {rows_in}")
-        unknown = set(counts) - set(STAGES_OF[name]) - {None}
+        unknown = set(by_stage) - set(STAGES_OF[name]) - {None}
         if unknown:
             raise AccountingError(f"{name}: unexpected reject stages {sorted(unknown)}")
         if name != "extracted":
-            bytes_in = sum(b for _, b in counts.values())
+            bytes_in = sum(c["b"] for c in by_stage.values())
         for stage in STAGES_OF[name]:
-            n_rej, b_rej = counts.get(stage, (0, 0))
-            out_rows = rows_in - n_rej
-            bytes_out = bytes_in - b_rej
+            rejected = by_stage.get(stage, {"n": 0, "b": 0})
+            out_rows = rows_in - rejected["n"]
+            bytes_out = bytes_in - rejected["b"]
             if stage == STAGES_OF[name][-1]:  # the last stage of a dataset: bytes actually kept
-                kept_bytes = df.filter(F.col(REJECT_REASON).isNull()).agg(
-                    F.coalesce(F.sum("text_bytes"), F.lit(0))).first()[0]
-                bytes_out = kept_bytes
-            steps.append(FunnelStep(stage=stage, rows_in=rows_in, rows_out=out_rows, rejected=n_rej,
+                bytes_out = sum(c["kept_b"] for c in by_stage.values())
+            steps.append(FunnelStep(stage=stage, rows_in=rows_in, rows_out=out_rows, rejected=rejected["n"],
                                     bytes_in=bytes_in, bytes_out=bytes_out))
             rows_in, bytes_in = out_rows, bytes_out
     return [s.model_dump() for s in steps]
