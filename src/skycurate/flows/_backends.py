@@ -33,6 +33,7 @@ from skycurate.schemas.config import SparkConfig
 log = logging.getLogger(__name__)
 
 API_ENV = "PREFECT_API_URL"
+UI_ENV = "PREFECT_UI_URL"
 STARTUP_TIMEOUT_S = 120.0  # a first run on a new PREFECT_HOME creates the database (migrations)
 _ADDRESS_IN_USE = 3  # uvicorn's exit code when the port is taken
 
@@ -121,9 +122,12 @@ def local_backends(spark: SparkConfig | None = None, preload: tuple[str, ...] = 
     two seconds per run.
     """
     api = None
+    ui_env_set = False
     if not os.environ.get(API_ENV) and "prefect" not in sys.modules:
         api = _LocalApi()
         os.environ[API_ENV] = api.url
+        if UI_ENV not in os.environ:  # the local API serves no UI: no "View at" links to it
+            os.environ[UI_ENV], ui_env_set = "", True
     try:
         imports = _import_in_background(("prefect", *preload))
         from skycurate.spark import get_spark
@@ -143,6 +147,8 @@ def local_backends(spark: SparkConfig | None = None, preload: tuple[str, ...] = 
         if api is not None:
             _drain_prefect()  # logs and events still queued go out before their API stops
             os.environ.pop(API_ENV, None)
+            if ui_env_set:
+                os.environ.pop(UI_ENV, None)
             api.stop()
 
 

@@ -97,8 +97,10 @@ def remove_boilerplate(df: "DataFrame", cfg: BoilerplateConfig) -> "DataFrame":
     from pyspark.sql import functions as F
 
     from skycurate.spark import arrow_schema, map_batches
+    from skycurate.stages.web.components import materialize
 
-    lines = map_batches(df.select("id", "text"), partial(explode_lines, cfg=cfg), LINE_SCHEMA)
+    # Read twice (the counts, then the lines to drop): split the text into lines once.
+    lines = materialize(map_batches(df.select("id", "text"), partial(explode_lines, cfg=cfg), LINE_SCHEMA))
     frequent = (lines.groupBy("line_hash").agg(F.countDistinct("id").alias("docs"))
                 .filter(F.col("docs") > cfg.max_doc_frequency).select("line_hash"))
     drops = (lines.join(frequent, "line_hash", "left_semi")
