@@ -261,7 +261,8 @@ def union_find(edges):
     return {x: find(x) for x in list(parent)}
 
 
-def test_connected_components_match_union_find(spark):
+@pytest.mark.parametrize("driver_max_edges", [0, 10, 100_000], ids=["distributed", "too_big", "on_driver"])
+def test_connected_components_match_union_find(spark, driver_max_edges):
     rng = random.Random(4)
     chain = [f"c{i:03d}" for i in range(40)]
     rng.shuffle(chain)                                   # a long path whose ids are not in path order
@@ -272,7 +273,8 @@ def test_connected_components_match_union_find(spark):
     edges += [("x1", "x2"), ("x2", "x1"), ("x2", "x2")]  # both directions and a self-loop
     rng.shuffle(edges)
     df = spark.createDataFrame(edges, "src string, dst string").repartition(3)
-    got = {r["node"]: r["component"] for r in connected_components(df).collect()}
+    got = {r["node"]: r["component"]
+           for r in connected_components(df, driver_max_edges=driver_max_edges).collect()}
     assert got == union_find(edges)
     assert set(got.values()) == {min(chain)} | {f"g{k}-00" for k in range(4)} | {"x1"}
 
@@ -280,6 +282,7 @@ def test_connected_components_match_union_find(spark):
 def test_connected_components_of_no_edges(spark):
     df = spark.createDataFrame([], "src string, dst string")
     assert connected_components(df).collect() == []
+    assert connected_components(df, driver_max_edges=0).collect() == []
 
 
 def test_verified_buckets_compare_all_pairs_not_only_the_star(spark):
