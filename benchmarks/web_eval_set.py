@@ -463,9 +463,9 @@ def make_junk(rng: random.Random, tocs: list[Page]) -> list[dict]:
     add("binary_png_as_html", None, Path(png).read_bytes()[:200_000] if png else b"\x89PNG\r\n\x1a\n" + bytes(500))
     add("binary_pdf", None, Path(pdf).read_bytes()[:200_000] if pdf else b"%PDF-1.4\n" + bytes(500),
         content_type="application/pdf")
-    add("binary_gzip", None, __import__("gzip").compress(b"<html>" + os.urandom(2000)),
+    add("binary_gzip", None, __import__("gzip").compress(b"<html>" + random.Random(2000).randbytes(2000)),
         content_type="application/octet-stream")
-    add("binary_noise", None, os.urandom(4000), content_type="text/html")
+    add("binary_noise", None, random.Random(4000).randbytes(4000), content_type="text/html")
     # Navigation-only: real tables of contents (most of their text is links).
     en_tocs = [t for t in tocs if t.source.lang == "en" and t.link_share >= 0.8]
     zh_tocs = [t for t in tocs if t.source.lang == "zh" and t.link_share >= 0.8]
@@ -512,23 +512,11 @@ def make_junk(rng: random.Random, tocs: list[Page]) -> list[dict]:
 # =============================================================================== writing
 
 
-def write_warcs(records: list[dict], folder: Path, per_file: int = 500) -> list[Path]:
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
+def write_warcs(records: list[dict], folder: Path) -> list[Path]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from web_throughput import write_warcs as write
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f, lo in enumerate(range(0, len(records), per_file)):
-        path = folder / f"crawl-{f:05d}.warc.gz"
-        with open(path, "wb") as out:
-            writer = WARCWriter(out, gzip=True)
-            for r in records[lo:lo + per_file]:
-                headers = StatusAndHeaders("200 OK", [("Content-Type", r["content_type"]),
-                                                      ("Content-Length", str(len(r["html"])))], protocol="HTTP/1.1")
-                writer.write_record(writer.create_warc_record(r["url"], "response", payload=io.BytesIO(r["html"]),
-                                                              http_headers=headers))
-        paths.append(path)
-    return paths
+    return write(records, folder)
 
 
 def ensure_packages(install: bool) -> None:

@@ -309,7 +309,8 @@ def synth_pages(n: int, seed: int = 20240611) -> list[dict]:
 
 
 def write_warcs(pages: list[dict], folder: Path, per_file: int = 500) -> list[Path]:
-    """Gzipped WARC files of HTTP response records (Content-Type text/html; charset=utf-8)."""
+    """Gzipped WARC files of HTTP response records: ``html`` (str or bytes) under ``url``, with the
+    page's ``content_type`` (default text/html; charset=utf-8)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -320,11 +321,12 @@ def write_warcs(pages: list[dict], folder: Path, per_file: int = 500) -> list[Pa
         with open(path, "wb") as out:
             writer = WARCWriter(out, gzip=True)
             for p in pages[lo:lo + per_file]:
-                payload = p["html"].encode("utf-8")
-                headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                payload = p["html"].encode("utf-8") if isinstance(p["html"], str) else p["html"]
+                headers = StatusAndHeaders("200 OK", [("Content-Type", p.get("content_type", "text/html; charset=utf-8")),
                                                       ("Content-Length", str(len(payload)))], protocol="HTTP/1.1")
                 rec = writer.create_warc_record(p["url"], "response", payload=io.BytesIO(payload), http_headers=headers,
-                                                warc_headers_dict={"WARC-Identified-Payload-Type": "text/html"})
+                                                warc_headers_dict={"WARC-Identified-Payload-Type":
+                                                                   p.get("content_type", "text/html").split(";")[0]})
                 writer.write_record(rec)
         paths.append(path)
     return paths
