@@ -193,9 +193,11 @@ def good_page_verdicts(truth: list[dict], rejected: list[dict]) -> dict[str, Cou
         t = kinds.get(r["url"])
         if t and t["kind"] == "good":
             reason = r["reject_reason"] or ""
-            rule = reason.split(" ")[0:2] if r["reject_stage"] in ("gopher_quality", "gopher_repetition", "c4",
-                                                                   "fineweb") else [reason.split(":")[0]]
-            out[t["lang"]][f"{r['reject_stage']}: {' '.join(rule).rstrip(':')}"] += 1
+            if r["reject_stage"] in ("gopher_quality", "gopher_repetition", "c4", "fineweb"):
+                rule = " ".join(reason.split(" ")[:2])  # "c4: n_sentences", the family named once
+            else:
+                rule = f"{r['reject_stage']}: {reason.split(':')[0]}"
+            out[t["lang"]][rule] += 1
     return out
 
 

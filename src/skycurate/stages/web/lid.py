@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from typing import Any
 
 import pyarrow as pa
@@ -25,11 +24,11 @@ from skycurate.schemas.web_annotate import LidConfig
 from skycurate.stages.accounting import VERDICT_FIELDS, add_verdicts, below_reason, keep_where_skipped, pending_rows
 from skycurate.stages.base import BatchStage, require_columns, with_columns
 from skycurate.stages.web.fasttext_models import load_fasttext
+from skycurate.stages.web.quality_signals import HAN_RE
 
 STAGE = "lid"
 _LABEL_PREFIX = "__label__"
 # fastText splits tokens on ASCII whitespace and refuses '\n' in predict(); other line breaks are harmless but odd.
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\v\f\x85\u2028\u2029"})
 
 # --- language ID --------------------------------------------------------------------------
@@ -65,7 +64,7 @@ def _is_prose(line: str) -> bool:
     letters = sum(map(str.isalpha, compact))
     if letters < 0.7 * len(compact):
         return False
-    han = len(_HAN.findall(line))
+    han = len(HAN_RE.findall(line))
     return han >= 4 or len(line.split()) >= 4
 
 
