@@ -251,6 +251,7 @@ def _flow_worker(args) -> None:  # in its own process
     spark_kw = {"master": f"local[{CORES}]"}
     if args.driver_memory:
         spark_kw["driver_memory"] = args.driver_memory
+    spark_kw["local_jit"] = args.local_jit
     spark_cfg = SparkConfig(**spark_kw)
     t0 = time.perf_counter()
     get_spark(spark_cfg)
@@ -284,6 +285,7 @@ def run_size(n: int, base: Path, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--_flow-worker", "--_work", str(work), "--_out", str(out)]
     if args.driver_memory:
         cmd += ["--driver-memory", args.driver_memory]
+    cmd += ["--local-jit", args.local_jit]
     print(f"  running the web flow (Spark local[{CORES}], Prefect ephemeral) ...", flush=True)
     (work / "store").mkdir(parents=True, exist_ok=True)
     with open(work / "flow.log", "w") as log:
@@ -351,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="sizes 10000,100000")
     ap.add_argument("--driver-memory", default=None,
                     help="spark.driver.memory (local mode: the executors live in the driver JVM); default: SparkConfig's")
+    ap.add_argument("--local-jit", choices=["quick", "full"], default="quick",
+                    help="SparkConfig.local_jit: 'quick' (C1 only, the default) or 'full' (tiered C1+C2)")
     ap.add_argument("--rows-per-file", type=int, default=None,
                     help="documents per input Parquet file (default: n/8, at most 50000; one read task per file)")
     ap.add_argument("--interval", type=float, default=2.0,

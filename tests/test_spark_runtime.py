@@ -13,7 +13,7 @@ from skycurate import catalog
 from skycurate.catalog import Catalog
 from skycurate.errors import StageContractError
 from skycurate.schemas.config import SparkConfig
-from skycurate.spark import get_spark, map_batches, read_dataset
+from skycurate.spark import _session_conf, get_spark, map_batches, read_dataset
 from skycurate.stages.base import BatchStage, with_columns
 
 
@@ -25,6 +25,20 @@ def test_factory_defaults(spark):
     assert os.environ["PYSPARK_PYTHON"] == sys.executable
     assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"
     assert get_spark() is spark  # same master: the one session is reused
+
+
+def test_local_sessions_compile_with_c1_only_unless_told_otherwise(spark):
+    # The running JVM's own flag, read through the management bean: the option reached the JVM.
+    bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert "-XX:TieredStopAtLevel=1" in list(bean.getInputArguments())
+    assert _session_conf(SparkConfig(), "local[2]")["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    mixed = _session_conf(SparkConfig(conf={"spark.driver.extraJavaOptions": "-Dx=1"}), "local[2]")
+    assert mixed["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -Dx=1"
+    theirs = _session_conf(SparkConfig(conf={"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4"}), "local")
+    assert theirs["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=4"
+    assert "spark.driver.extraJavaOptions" not in _session_conf(SparkConfig(local_jit="full"), "local[2]")
+    # a cluster's executors are other JVMs: the driver's JIT is left alone
+    assert "spark.driver.extraJavaOptions" not in _session_conf(SparkConfig(), "spark://10.0.0.1:7077")
 
 
 def test_master_precedence(monkeypatch):

@@ -31,6 +31,10 @@ def _is_local(master: str) -> bool:
     return master.startswith("local") or "127.0.0.1" in master or "localhost" in master
 
 
+_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
+
+
 def _session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
     conf = {
         "spark.app.name": cfg.app_name,
@@ -54,6 +58,10 @@ def _session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf.update(cfg.conf)
+    if master.startswith("local") and cfg.local_jit == "quick":
+        options = conf.get(_DRIVER_JAVA_OPTIONS, "")
+        if "TieredStopAtLevel" not in options:
+            conf[_DRIVER_JAVA_OPTIONS] = f"{QUICK_JIT} {options}".strip()
     return conf
 
 

@@ -35,17 +35,19 @@ def rule_ablation(filtered: "DataFrame") -> dict[str, Any]:
         return {"documents": {}, "rules": []}
     lang = F.coalesce(F.col("lang"), F.lit("?")).alias("lang")
     reached = filtered.filter(F.col(RULES_FAILED).isNotNull())
-    documents = {r["lang"]: r["n"] for r in reached.groupBy(lang).agg(F.count(F.lit(1)).alias("n")).collect()}
-    alone = (reached.select(lang, F.explode(F.array_distinct(F.col(RULES_FAILED))).alias("rule"))
-             .groupBy("lang", "rule").count().collect())
-    first = (reached.filter(F.col(REJECT_STAGE).isin(*FAMILIES))
-             .select(lang, F.regexp_extract(F.col(REJECT_REASON), _RULE_OF_REASON, 1).alias("rule"))
-             .groupBy("lang", "rule").count().collect())
+    # One job for the three counts: (kind, lang, rule) rows, unioned, then counted.
+    parts = [reached.select(F.lit("documents").alias("kind"), lang, F.lit("").alias("rule")),
+             reached.select(F.lit("alone").alias("kind"), lang,
+                            F.explode(F.array_distinct(F.col(RULES_FAILED))).alias("rule")),
+             reached.filter(F.col(REJECT_STAGE).isin(*FAMILIES))
+             .select(F.lit("first").alias("kind"), lang,
+                     F.regexp_extract(F.col(REJECT_REASON), _RULE_OF_REASON, 1).alias("rule"))]
+    counted = parts[0].unionByName(parts[1]).unionByName(parts[2]).groupBy("kind", "lang", "rule").count().collect()
+    documents = {r["lang"]: r["count"] for r in counted if r["kind"] == "documents"}
     rules: dict[str, dict[str, dict[str, int]]] = {}
-    for kind, rows in (("alone", alone), ("first", first)):
-        for r in rows:
-            entry = rules.setdefault(r["rule"], {"alone": {}, "first": {}})
-            entry[kind][r["lang"]] = r["count"]
+    for r in counted:
+        if r["kind"] != "documents":
+            rules.setdefault(r["rule"], {"alone": {}, "first": {}})[r["kind"]][r["lang"]] = r["count"]
     ordered = sorted(rules.items(), key=lambda kv: (-sum(kv[1]["alone"].values()), kv[0]))
     return {"documents": documents, "rules": [{"rule": name, **counts} for name, counts in ordered]}
 

@@ -117,7 +117,10 @@ def _on_driver(e: "DataFrame") -> "DataFrame":
         parent.setdefault(row["src"], row["src"])
         parent.setdefault(row["dst"], row["dst"])
     rows = [(node, find(node)) for node in sorted(parent)]
-    return e.sparkSession.createDataFrame(rows, "node string, component string")
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    schema = StructType([StructField("node", StringType()), StructField("component", StringType())])
+    return e.sparkSession.createDataFrame(rows, schema)
 
 
 def connected_components(edges: "DataFrame", *, src: str = "src", dst: str = "dst",
