@@ -68,11 +68,14 @@ def _extracted_schema() -> pa.Schema:
     return pa.schema([f for f in schema if f.name != "html"] + [pa.field("text_bytes", pa.int64())])
 
 
-def _read_and_extract_files(batch: pa.RecordBatch, reader: ReaderConfig, cfg: ExtractConfig):
+def _read_and_extract_files(batch: pa.RecordBatch, inputs: tuple[dict[str, Any], ...], reader: ReaderConfig,
+                            cfg: ExtractConfig):
+    """Read and extract the input files whose positions in ``inputs`` are the batch's ``id`` values."""
     from skycurate.connectors.web_readers import InputFile, read_input
     from skycurate.stages.web.extract import EXTRACT
 
-    for row in batch.to_pylist():
+    for index in batch.column("id").to_pylist():
+        row = inputs[index]
         f = InputFile(path=row["path"], label=row["label"], kind=row["kind"], size=row["size"])
         for raw in read_input(f, reader):
             out = EXTRACT(raw, cfg)
@@ -86,6 +89,11 @@ def read_and_extract(spark: "SparkSession", inputs: list[dict[str, Any]], reader
                      cfg: ExtractConfig, scratch: str) -> tuple["DataFrame", "DataFrame"]:
     """(documents, quarantine): input files are read and extracted in parallel, one task per file.
 
+    Task i reads file i of ``inputs`` sorted largest first (``spark.range`` with one partition per
+    file puts exactly one index in each; tasks start in index order, so on a few cores the long
+    files do not come last). The file list travels with the task function: no Python-side
+    DataFrame, no shuffle to spread it.
+
     Both outputs come from one pass over the crawl, written once to ``scratch`` (a Spark URL the
     caller owns and removes after publishing): caching the pass instead held the whole extracted
     corpus in executor memory, which does not stay bounded at a million pages.
@@ -94,14 +102,11 @@ def read_and_extract(spark: "SparkSession", inputs: list[dict[str, Any]], reader
 
     from skycurate.spark import flat_map_batches
 
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
-
-    # A StructType, not a DDL string: parsing DDL is a JVM round trip (~0.5 s on a fresh JVM).
-    schema = StructType([StructField("path", StringType()), StructField("label", StringType()),
-                         StructField("kind", StringType()), StructField("size", LongType())])
-    files = spark.createDataFrame([(i["path"], i["label"], i["kind"], i["size"]) for i in inputs], schema)
-    files = files.repartition(max(1, len(inputs)))
-    records = flat_map_batches(files, partial(_read_and_extract_files, reader=reader, cfg=cfg), _extracted_schema())
+    ordered = tuple(sorted(({k: i[k] for k in ("path", "label", "kind", "size")} for i in inputs),
+                           key=lambda i: (-i["size"], i["path"])))
+    files = spark.range(0, len(ordered), 1, max(1, len(ordered)))
+    read = partial(_read_and_extract_files, inputs=ordered, reader=reader, cfg=cfg)
+    records = flat_map_batches(files, read, _extracted_schema())
     records.write.mode("overwrite").option("compression", "zstd").parquet(scratch)
     records = spark.read.parquet(scratch)
     quarantine = records.filter(F.col("quarantine_reason").isNotNull()).select(*QUARANTINE_SCHEMA.names)
