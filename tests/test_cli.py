@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -46,7 +47,7 @@ def test_datasets_commands(published, cli):
     shown = json.loads(cli("datasets", "show", "hello/clean@latest", "--store", published, "--json").stdout)
     assert MANIFEST_FIELDS <= shown.keys()
     assert shown["name"] == "hello/clean" and shown["version"] == "v0001"
-    assert shown["parents"] == [{"name": "hello/raw", "version": "v0001", "uri": None, "sha256": None}]
+    assert shown["parents"] == [{"name": "hello/raw", "version": "v0001", "uri": None, "sha256": None, "pin": None}]
     assert shown["producer"]["flow"] == "hello" and shown["stats"]["funnel"][-1]["stage"] == "length_filter"
 
     listed = json.loads(cli("datasets", "ls", "--store", published, "--json").stdout)
@@ -55,6 +56,15 @@ def test_datasets_commands(published, cli):
     tree = json.loads(cli("datasets", "lineage", "hello/clean", "--store", published, "--json").stdout)
     assert tree["parents"][0]["name"] == "hello/raw"
     assert tree["parents"][0]["parents"][0]["name"] == "builtin:hello/sample.jsonl"
+    # The printed tree and `datasets show` name every file parent's content hash (not "sha256 None").
+    from skycurate.flows.hello import builtin_sample
+
+    sample_sha = hashlib.sha256(builtin_sample().read_bytes()).hexdigest()
+    assert tree["parents"][0]["parents"][0]["sha256"] == sample_sha
+    printed = cli("datasets", "lineage", "hello/clean", "--store", published).stdout
+    assert f"builtin:hello/sample.jsonl sha256 {sample_sha[:12]}" in " ".join(printed.split())
+    raw_shown = cli("datasets", "show", "hello/raw", "--store", published).stdout
+    assert f"sha256 {sample_sha[:12]}" in raw_shown and "None" not in raw_shown.split("schema")[0]
 
     rows = [json.loads(line) for line in
             cli("datasets", "read", "hello/clean", "-n", "2", "--columns", "id,text", "--store", published,

@@ -190,9 +190,9 @@ def run_hello(
         from skycurate.schemas.hello import HelloConfig
 
         cfg = load_config(HelloConfig, config, {"ingest.sources": source or None, "length_filter.min_words": min_words})
-        from skycurate.flows.hello import fingerprint_sources, hello_flow
+        from skycurate.flows.hello import hello_flow, pin_sources
 
-        fingerprint_sources(cfg.ingest.sources)  # fail on a missing source before Prefect and Spark start
+        pin_sources(cfg.ingest.sources)  # fail on a missing source before Prefect and Spark start
         _catalog(store).ensure_writable()
         _run_flow("hello", hello_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
 
@@ -781,7 +781,7 @@ def datasets_show(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@lates
         stdout.print(f"producer: flow={p.flow} task={p.task} run={p.flow_run_id} code={p.code_version}")
         for parent in m.parents:
             stdout.print(f"parent: {parent.name}@{parent.version}" if parent.is_dataset else
-                      f"parent: {parent.name} ({parent.uri}, sha256 {str(parent.sha256)[:12]}…)")
+                         f"parent: {parent.name} ({parent.uri}, {_pinned_by(parent)})")
         if m.stats.get("funnel"):
             stdout.print(_funnel_table(m.stats["funnel"]))
         schema = Table(title="schema")
@@ -790,6 +790,13 @@ def datasets_show(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@lates
         for f in m.schema_["fields"]:
             schema.add_row(f["name"], json.dumps(f["type"]) if not isinstance(f["type"], str) else f["type"])
         stdout.print(schema)
+
+
+def _pinned_by(parent) -> str:
+    """How an external input is pinned: its content hash, else what pins it (size/mtime, refs, ...)."""
+    if parent.sha256:
+        return f"sha256 {parent.sha256[:12]}…"
+    return parent.pin or "not pinned"
 
 
 @datasets_app.command("lineage")
@@ -806,7 +813,7 @@ def datasets_lineage(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@la
             if n.missing:
                 return f"{n.label} [red](missing)[/red]"
             if n.uri:
-                return f"{n.name} [dim]sha256 {str(n.sha256)[:12]}…[/dim]"
+                return f"{n.name} [dim]{_pinned_by(n)}[/dim]"
             return f"{n.label} [dim]{n.num_rows:,} rows[/dim]"
 
         def add(tree: Tree, n) -> None:

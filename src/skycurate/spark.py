@@ -41,7 +41,7 @@ def _session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
         "spark.driver.memory": cfg.driver_memory,
         "spark.ui.enabled": str(cfg.ui).lower(),
         "spark.ui.showConsoleProgress": "false",
-        # Microsecond timestamps in Parquet (DESIGN.md); INT96 is Spark's legacy default.
+        # Microsecond timestamps in Parquet (docs/architecture.md); INT96 is Spark's legacy default.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -71,7 +71,7 @@ def get_spark(cfg: SparkConfig | None = None) -> "SparkSession":
 
     cfg = cfg or SparkConfig()
     master = cfg.resolved_master()
-    # The active session is per thread; a session started in another thread (``start_spark``) is
+    # The active session is per thread; a session started in another thread is
     # the process's default one and is reused the same way.
     active = SparkSession.getActiveSession() or _default_session()
     if active is not None:

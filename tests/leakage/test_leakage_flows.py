@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -113,7 +114,9 @@ def test_decontaminate_flow_finds_planted_items_and_leaves_the_rest(leak_setup):
     assert m.stats["input"] == len(s["docs"]) and m.stats["kept"] + m.stats["rejected"] == len(s["docs"])
     parents = {p.name: p for p in m.parents}
     assert parents["web/clean"].version == "v0001"
-    assert any(n.startswith("benchmark:arith/test") and "#sha256=" in p.uri for n, p in parents.items())
+    bench_parents = [p for n, p in parents.items() if n.startswith("benchmark:arith/test")]
+    assert bench_parents and all(p.sha256 == hashlib.sha256(Path(p.uri).read_bytes()).hexdigest()
+                                 for p in bench_parents)
     summary = {r["benchmark"]: r for r in m.stats["summary"]}
     assert summary["arith"]["items"] == 20 and summary["arith"]["items_contaminated"] == 4
     assert summary["zh"]["items_contaminated"] == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -107,12 +109,17 @@ def test_sample_crawl_end_to_end(store, sample):
     assert pc.all(pc.is_valid(clean["cluster_id"])).as_py()
 
     lineage = catalog.lineage(refs["clean"])
-    chain = []
+    chain, nodes = [], []
     node = lineage
     while node.parents:
         node = node.parents[0]
         chain.append(node.name)
+        nodes.append(node)
     assert chain[:4] == ["web/scored", "web/deduped", "web/filtered", "web/extracted"]
+    # Crawl files are pinned by size and mtime, recorded in the parent's own field (not the URI).
+    crawl_parents = nodes[3].parents
+    assert crawl_parents and all(p.pin == f"size={os.stat(p.uri).st_size} mtime_ns={os.stat(p.uri).st_mtime_ns}"
+                                 and p.sha256 is None for p in crawl_parents)
 
     # Unchanged input and config: every stage is cached, nothing new is published.
     again, states = _run(store, _config(crawl, model))

@@ -38,7 +38,7 @@ def resolve(ref: str | DatasetRef, *, store: StoreArg = None) -> DatasetRef:
     return _catalog(ref, store).resolve(ref)
 
 
-def open(ref: str | DatasetRef, *, store: StoreArg = None) -> pads.Dataset:  # noqa: A001 - mirrors DESIGN.md
+def open(ref: str | DatasetRef, *, store: StoreArg = None) -> pads.Dataset:  # noqa: A001 - mirrors docs/architecture.md
     return _catalog(ref, store).open(ref)
 
 

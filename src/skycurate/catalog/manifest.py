@@ -1,4 +1,4 @@
-"""The ``_manifest.json`` of a published version (fields fixed by DESIGN.md)."""
+"""The ``_manifest.json`` of a published version (fields fixed by docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,14 @@ class Attachment(BaseModel):
 
 
 class Parent(BaseModel):
-    """An input of a version: another dataset version, or an external file pinned by hash."""
+    """An input of a version: another dataset version, or an external input (``uri``) pinned by
+    content (``sha256``) or, where hashing would cost too much, as ``pin`` says (``catalog.pins``)."""
 
     name: str
     version: str | None = None
     uri: str | None = None
     sha256: str | None = None
+    pin: str | None = None
 
     @property
     def is_dataset(self) -> bool:

@@ -1,6 +1,6 @@
 """The versioned dataset store: publish, resolve, open, lineage, verify.
 
-Layout (DESIGN.md)::
+Layout (docs/architecture.md)::
 
     <store>/<ns>/<name>/v0001/part-00000.parquet ...
     <store>/<ns>/<name>/v0001/_manifest.json
@@ -83,6 +83,7 @@ class LineageNode(BaseModel):
     version: str | None = None
     uri: str | None = None
     sha256: str | None = None
+    pin: str | None = None
     num_rows: int | None = None
     missing: bool = False
     parents: list["LineageNode"] = Field(default_factory=list)
@@ -144,11 +145,6 @@ class Catalog:
         """Paths (within this store's filesystem) of the version's Parquet files, in manifest order."""
         ref = self.resolve(ref)
         return [self._path(ref.name, ref.version, f.path) for f in self.manifest(ref).files]
-
-    def file_urls(self, ref: str | DatasetRef) -> list[str]:
-        """Full paths/URLs of the version's Parquet files, as other readers need them."""
-        ref = self.resolve(ref)
-        return [f"{ref.uri}/{f.path}" for f in self.manifest(ref).files]
 
     # ---- reading -------------------------------------------------------------------------
     def _check_readable(self) -> None:
@@ -249,7 +245,7 @@ class Catalog:
             if p.is_dataset:
                 node.parents.append(self._lineage(p.name, p.version, seen))
             else:
-                node.parents.append(LineageNode(name=p.name, version=p.version, uri=p.uri, sha256=p.sha256))
+                node.parents.append(LineageNode(name=p.name, version=p.version, uri=p.uri, sha256=p.sha256, pin=p.pin))
         return node
 
     def verify(self, ref: str | DatasetRef,

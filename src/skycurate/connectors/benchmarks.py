@@ -19,6 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from skycurate.catalog.manifest import Parent
+from skycurate.catalog.pins import FilePin, pin_file
 from skycurate.errors import SkycurateError
 from skycurate.schemas.leakage import BENCHMARK_ITEM_SCHEMA, SPLITS, BenchmarkSpec
 
@@ -200,3 +202,17 @@ def load_benchmark(spec: BenchmarkSpec, splits: Sequence[str] | None = None) -> 
             raise BenchmarkError(f"benchmark {spec.name}: no {'/'.join(missing)} split in {spec.path} ({how})")
         files = {s: files[s] for s in splits}
     return {split: _read_split(spec, split, paths) for split, paths in files.items()}
+
+
+# benchmark -> split -> its files, each pinned by content (cache key and lineage)
+BenchmarkPins = dict[str, dict[str, list[FilePin]]]
+
+
+def pin_benchmarks(specs: Sequence[BenchmarkSpec]) -> BenchmarkPins:
+    return {s.name: {split: [pin_file(p) for p in paths] for split, paths in benchmark_files(s).items()}
+            for s in specs}
+
+
+def benchmark_parents(pins: BenchmarkPins) -> list[Parent]:
+    return [f.parent(f"benchmark:{bench}/{split}") for bench, splits in pins.items()
+            for split, files in splits.items() for f in files]

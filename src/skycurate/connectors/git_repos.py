@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlparse
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
+from skycurate.catalog.pins import RepoPin
 from skycurate.errors import SkycurateError
 
 log = logging.getLogger(__name__)
@@ -268,12 +269,6 @@ class GitRepo:
         except GitCommandError:
             return None
 
-    def default_branch(self) -> str | None:
-        try:
-            return self.repo.git.symbolic_ref("--short", "HEAD")
-        except GitCommandError:
-            return None
-
     def resolve(self, rev: str) -> str | None:
         """Full sha of ``rev``, None if it is not a commit here."""
         try:
@@ -332,13 +327,6 @@ class GitRepo:
     def first_parent(self, rev: str) -> str | None:
         parents = self.commit_info(rev).parents
         return parents[0] if parents else None
-
-    def is_ancestor(self, ancestor: str, rev: str) -> bool:
-        try:
-            self.repo.git.merge_base("--is-ancestor", ancestor, rev)
-            return True
-        except GitCommandError:
-            return False
 
     def authored_dates(self, rev_range: str) -> list[datetime]:
         """Author dates of the commits in ``rev_range`` (``a..b``)."""
@@ -417,3 +405,21 @@ class GitRepo:
         if data is None or b"\x00" in data[:8000]:
             return None
         return data.decode("utf-8", "replace")
+
+
+def pin_repos(specs: list[str], cache_dir: str) -> list[RepoPin]:
+    """Resolve (clone or fetch) each repository once and pin it by a hash of all its refs.
+
+    A repository that cannot be resolved gets ``head=None``: mining records the failure.
+    """
+    out = []
+    for spec in specs:
+        try:
+            handle = resolve_repo(spec, cache_dir)
+        except RepoError:
+            out.append(RepoPin(spec=spec, name=spec, head=None))
+            continue
+        refs = sorted(f"{r.path}={r.commit.hexsha}" for r in git.Repo(handle.path).references
+                      if not r.path.startswith("refs/remotes/origin/HEAD"))
+        out.append(RepoPin(spec=spec, name=handle.name, head=hashlib.sha256("\n".join(refs).encode()).hexdigest()[:16]))
+    return out

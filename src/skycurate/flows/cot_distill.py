@@ -27,6 +27,8 @@ import pyarrow as pa
 from prefect import flow
 
 from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog.pins import pin_model_folder
+from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import (
     attach_chart_artifact,
@@ -34,12 +36,6 @@ from skycurate.flows._runtime import (
     current_producer,
     dataset_task,
     run_dataset_task,
-)
-from skycurate.flows.leakage_audit import (
-    FileHash,
-    benchmark_fingerprints,
-    benchmark_parents,
-    fingerprint_model,
 )
 from skycurate.schemas import cot as S
 from skycurate.schemas.config import SparkConfig
@@ -60,7 +56,7 @@ _CODE = ["skycurate.stages.cot", "skycurate.schemas.cot", "skycurate.connectors.
 @dataset_task(code=_CODE + ["skycurate.stages.leakage", "skycurate.stages.web.minhash",
                             "skycurate.stages.web.near_dedup"])
 def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[BenchmarkSpec],
-                    files: dict[str, dict[str, list[FileHash]]], cfg: S.PrepareConfig,
+                    files: BenchmarkPins, cfg: S.PrepareConfig,
                     spark: SparkConfig) -> dict[str, DatasetRef]:
     from pyspark.sql import functions as F
 
@@ -84,7 +80,7 @@ def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[B
                        if t})
         parents = [*parents, *benchmark_parents(files)]
     # relative image paths: against the folder of the (first) prompts file
-    base_dir = None if isinstance(source_key, str) else str(Path(source_key[0]["path"]).parent)
+    base_dir = None if isinstance(source_key, str) else str(Path(source_key[0].path).parent)
     with catalog.scratch("cot-prepare") as scratch:
         prepare_on_spark(df, cfg, index, keys, base_dir).write.mode("overwrite").parquet(scratch)
         out = session.read.parquet(scratch)
@@ -248,7 +244,7 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identit
 def engine_identity(teacher: S.EngineConfig) -> Any:
     if teacher.engine == "openai":
         return f"openai:{teacher.model}@{teacher.base_url}"
-    return {"engine": teacher.engine, "model": fingerprint_model(teacher.model).model_dump()}
+    return {"engine": teacher.engine, "model": pin_model_folder(teacher.model).model_dump()}
 
 
 @flow(name="distill")
@@ -264,7 +260,7 @@ def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.Disti
     catalog = Catalog(store)
     prepared = run_dataset_task(prepare_prompts, store=store, force=force, source=cfg.prompts,
                                 source_key=resolve_source(cfg.prompts, store), benchmarks=cfg.benchmarks,
-                                files=benchmark_fingerprints(cfg.benchmarks), cfg=cfg.prepare, spark=cfg.spark)
+                                files=pin_benchmarks(cfg.benchmarks), cfg=cfg.prepare, spark=cfg.spark)
     final = run_dataset_task(distill, store=store, force=force, prompts=prepared["prompts"],
                              dropped=prepared["dropped"], engine_identity=engine_identity(cfg.teacher),
                              template=cfg.template, teacher=cfg.teacher, gen=cfg.generate, verify=cfg.verify,

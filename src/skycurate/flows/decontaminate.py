@@ -22,7 +22,7 @@ from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
                                       run_dataset_task)
-from skycurate.flows.leakage_audit import FileHash, benchmark_fingerprints, benchmark_parents
+from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
 from skycurate.schemas.leakage_flows import DecontaminateFlowConfig
@@ -43,7 +43,7 @@ def _accounting(n_input: int, n_kept: int, n_rejected: int) -> list[dict[str, An
 
 @dataset_task(code=["skycurate.stages.leakage", "skycurate.connectors.benchmarks", "skycurate.reporting"])
 def decontaminate(store: str, corpus: DatasetRef, benchmarks: list[BenchmarkSpec],
-                  files: dict[str, dict[str, list[FileHash]]], cfg: DecontaminateConfig, output: str,
+                  files: BenchmarkPins, cfg: DecontaminateConfig, output: str,
                   spark: SparkConfig) -> dict[str, DatasetRef]:
     from pyspark.sql import functions as F
 
@@ -103,7 +103,7 @@ def decontaminate_flow(store: str | None = None, config: DecontaminateFlowConfig
     corpus = catalog.resolve(cfg.corpus)
     output = cfg.output_name(corpus.name)
     final = run_dataset_task(decontaminate, store=store, force=force, corpus=corpus, benchmarks=cfg.benchmarks,
-                             files=benchmark_fingerprints(cfg.benchmarks), cfg=cfg.decontaminate, output=output,
+                             files=pin_benchmarks(cfg.benchmarks), cfg=cfg.decontaminate, output=output,
                              spark=cfg.spark)
     manifest = catalog.manifest(final["clean"])
     funnel = manifest.stats["funnel"]

@@ -7,15 +7,14 @@ stats, Prefect caching and the funnel artifact.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel
 
-from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog.pins import FilePin, pin_file
 from skycurate.connectors.jsonl import expand_sources, read_jsonl, to_tables
 from skycurate.flows._runtime import (attach_funnel_artifact, current_producer, dataset_task, funnel_stats,
                                       run_dataset_task)
@@ -28,34 +27,24 @@ from skycurate.stages.accounting import FunnelStep
 BUILTIN_PREFIX = "builtin:"
 
 
-class SourceFile(BaseModel):
-    """A source file pinned by content hash, so changed inputs change the cache key."""
-
-    label: str  # stable across machines: used in record ids
-    path: str
-    sha256: str
-
-
 def builtin_sample() -> Path:
     return Path(str(resources.files("skycurate") / "data" / "hello" / "sample.jsonl"))
 
 
-def fingerprint_sources(patterns: list[str]) -> list[SourceFile]:
+def pin_sources(patterns: list[str]) -> list[FilePin]:
+    """Source files pinned by content; labels are stable across machines (they go into record ids)."""
     if not patterns:
-        path = builtin_sample()
-        return [SourceFile(label=f"{BUILTIN_PREFIX}hello/sample.jsonl", path=str(path),
-                           sha256=hashlib.sha256(path.read_bytes()).hexdigest())]
-    return [SourceFile(label=str(p), path=str(p.resolve()), sha256=hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in expand_sources(patterns)]
+        return [pin_file(builtin_sample(), label=f"{BUILTIN_PREFIX}hello/sample.jsonl")]
+    return [pin_file(p, label=str(p)) for p in expand_sources(patterns)]
 
 
 @dataset_task(code=["skycurate.connectors.jsonl", "skycurate.schemas.hello"])
-def ingest(store: str, sources: list[SourceFile], cfg: IngestConfig) -> dict[str, DatasetRef]:
+def ingest(store: str, sources: list[FilePin], cfg: IngestConfig) -> dict[str, DatasetRef]:
     reads = [read_jsonl(Path(s.path), s.label, cfg.text_field) for s in sources]
     raw, quarantine = to_tables(reads, RAW_SCHEMA, QUARANTINE_SCHEMA)
     step = FunnelStep(stage="ingest", rows_in=sum(r.lines for r in reads), rows_out=raw.num_rows,
                       quarantined=quarantine.num_rows)
-    parents = [Parent(name=s.label, uri=s.path, sha256=s.sha256) for s in sources]
+    parents = [s.parent() for s in sources]
     catalog, producer = Catalog(store), current_producer(cfg)
     return {
         "raw": catalog.publish("hello/raw", raw, parents, producer, funnel_stats(None, step)),
@@ -84,7 +73,7 @@ def hello_flow(store: str | None = None, config: HelloConfig = HelloConfig(), fo
     """Read the sample (or ``config.ingest.sources``), filter out too-short texts on Spark, publish."""
     store = normalize_store(store)
     cfg = config
-    ingested = run_dataset_task(ingest, store=store, force=force, sources=fingerprint_sources(cfg.ingest.sources),
+    ingested = run_dataset_task(ingest, store=store, force=force, sources=pin_sources(cfg.ingest.sources),
                                 cfg=cfg.ingest)
     cleaned = run_dataset_task(clean, store=store, force=force, raw=ingested["raw"], cfg=cfg.length_filter,
                                spark=cfg.spark)

@@ -9,17 +9,16 @@ audit config, so a rerun with nothing changed scores nothing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from prefect import flow
-from pydantic import BaseModel
 
-from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
-from skycurate.catalog.writers import sha256_file
+from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog.pins import ModelFolderPin, pin_model_folder
+from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.leakage import BenchmarkSpec
@@ -29,45 +28,6 @@ from skycurate.schemas.leakage_flows import LeakageAuditFlowConfig
 NAMESPACE = "leakage"
 
 
-class FileHash(BaseModel):
-    path: str
-    sha256: str
-
-
-class ModelFingerprint(BaseModel):
-    """A model folder, pinned by the names, sizes and mtimes of its files and the hash of its config.
-
-    Hashing multi-GB weights on every run would cost more than scoring a small benchmark.
-    """
-
-    path: str
-    files: list[tuple[str, int, int]]
-    config_sha256: str | None
-
-
-def fingerprint_model(path: str) -> ModelFingerprint:
-    folder = Path(path)
-    if not folder.is_dir():
-        raise SkycurateError(f"model folder not found: {path}")
-    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
-    config = folder / "config.json"
-    digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
-    return ModelFingerprint(path=str(folder.resolve()), files=files, config_sha256=digest)
-
-
-def benchmark_fingerprints(specs: list[BenchmarkSpec]) -> dict[str, dict[str, list[FileHash]]]:
-    """benchmark -> split -> files with their sha256 (cache key and lineage)."""
-    from skycurate.connectors.benchmarks import benchmark_files
-
-    return {s.name: {split: [FileHash(path=str(p.resolve()), sha256=sha256_file(p)) for p in paths]
-                     for split, paths in benchmark_files(s).items()} for s in specs}
-
-
-def benchmark_parents(files: dict[str, dict[str, list[FileHash]]]) -> list[Parent]:
-    return [Parent(name=f"benchmark:{bench}/{split}", uri=f"{f.path}#sha256={f.sha256}")
-            for bench, splits in files.items() for split, fs in splits.items() for f in fs]
-
-
 def _reference_items(catalog: Catalog, ref: DatasetRef) -> list[tuple[str, str]]:
     table = catalog.open(ref).to_table(columns=["item_id", "text"])
     return list(zip(table["item_id"].to_pylist(), table["text"].to_pylist(), strict=True))
@@ -75,8 +35,8 @@ def _reference_items(catalog: Catalog, ref: DatasetRef) -> list[tuple[str, str]]
 
 @dataset_task(code=["skycurate.stages.leakage", "skycurate.connectors.llm", "skycurate.connectors.benchmarks",
                     "skycurate.reporting"])
-def audit(store: str, model: ModelFingerprint, model_label: str, benchmarks: list[BenchmarkSpec],
-          files: dict[str, dict[str, list[FileHash]]], references: dict[str, DatasetRef], cfg: AuditConfig) -> DatasetRef:
+def audit(store: str, model: ModelFolderPin, model_label: str, benchmarks: list[BenchmarkSpec],
+          files: BenchmarkPins, references: dict[str, DatasetRef], cfg: AuditConfig) -> DatasetRef:
     from skycurate.connectors.benchmarks import load_benchmark
     from skycurate.connectors.llm import open_scorer
     from skycurate.reporting import loss_distributions_png
@@ -101,7 +61,7 @@ def audit(store: str, model: ModelFingerprint, model_label: str, benchmarks: lis
     summaries = [s.to_dict() for s in summarize_all(table, cfg)]
     rows = table.select(["benchmark", "split", "loss_mean"]).to_pylist()
     chart = loss_distributions_png(rows, summaries, f"leakage audit: {model_label}")
-    parents = [Parent(name=f"model:{model_label}", uri=f"{model.path}#config_sha256={model.config_sha256}"),
+    parents = [model.parent(f"model:{model_label}"),
                *benchmark_parents(files), *references.values()]
     stats = {"model": model_label, "engine": cfg.engine, "summaries": summaries,
              "truncated": int(sum(table["truncated"].to_pylist())),
@@ -126,10 +86,10 @@ def leakage_audit_flow(store: str | None = None, config: LeakageAuditFlowConfig 
     if unknown:
         raise SkycurateError(f"reference given for unknown benchmark(s): {', '.join(unknown)}")
     references = {name: catalog.resolve(ref) for name, ref in cfg.references.items()}
-    model = fingerprint_model(cfg.model)
+    model = pin_model_folder(cfg.model)
     label = cfg.model_label or Path(cfg.model).resolve().name
     ref = run_dataset_task(audit, store=store, force=force, model=model, model_label=label,
-                           benchmarks=cfg.benchmarks, files=benchmark_fingerprints(cfg.benchmarks),
+                           benchmarks=cfg.benchmarks, files=pin_benchmarks(cfg.benchmarks),
                            references=references, cfg=cfg.audit)
     manifest = catalog.manifest(ref)
     _attach_artifacts(catalog, ref, manifest.stats["summaries"])

@@ -15,9 +15,10 @@ import pyarrow as pa
 from prefect import flow
 
 from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog.pins import pin_model_folder
+from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
-from skycurate.flows.leakage_audit import FileHash, benchmark_fingerprints, benchmark_parents, fingerprint_model
 from skycurate.schemas.leakage import BenchmarkSpec
 from skycurate.schemas.leakage_flows import LeakageReferenceFlowConfig, ReferenceConfig
 
@@ -30,7 +31,7 @@ def dataset_name(benchmark: str) -> str:
 
 
 @dataset_task(code=["skycurate.stages.leakage", "skycurate.connectors.llm", "skycurate.connectors.benchmarks"])
-def build_reference(store: str, benchmark: BenchmarkSpec, files: dict[str, dict[str, list[FileHash]]],
+def build_reference(store: str, benchmark: BenchmarkSpec, files: BenchmarkPins,
                     engine_identity: Any, cfg: ReferenceConfig) -> dict[str, DatasetRef]:
     from skycurate.connectors.benchmarks import load_benchmark
     from skycurate.connectors.llm.generation import open_generator
@@ -107,10 +108,10 @@ def leakage_reference_flow(store: str | None = None,
         raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
     if not cfg.reference.model:
         raise SkycurateError("no model: pass --model (a local folder, or the served model name with --base-url)")
-    ident: Any = (fingerprint_model(cfg.reference.model).model_dump() if cfg.reference.engine == "transformers"
+    ident: Any = (pin_model_folder(cfg.reference.model).model_dump() if cfg.reference.engine == "transformers"
                   else f"{cfg.reference.base_url}#{cfg.reference.model}")
     got = run_dataset_task(build_reference, store=store, force=force, benchmark=cfg.benchmark,
-                           files=benchmark_fingerprints([cfg.benchmark]), engine_identity=ident, cfg=cfg.reference)
+                           files=pin_benchmarks([cfg.benchmark]), engine_identity=ident, cfg=cfg.reference)
     m = Catalog(store).manifest(got["reference"])
     funnel = [{"stage": "screen", "rows_in": m.stats["accepted"] + m.stats["rejected"],
                "rows_out": m.stats["accepted"], "rejected": m.stats["rejected"], "quarantined": 0}]

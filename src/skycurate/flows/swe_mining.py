@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow
-from pydantic import BaseModel
 
-from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
-from skycurate.catalog.writers import sha256_file
+from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog.pins import FilePin, RepoPin, pin_file
+from skycurate.connectors.git_repos import pin_repos
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
                                       run_dataset_task)
@@ -32,48 +32,18 @@ NAMESPACE = "swe"
 log = logging.getLogger(__name__)
 
 
-class RepoFingerprint(BaseModel):
-    spec: str
-    name: str
-    head: str | None     # the commit every branch's tip hashes to (None: could not be read)
-
-
-def fingerprint_repos(specs: list[str], cache_dir: str) -> list[RepoFingerprint]:
-    """Resolve (clone or fetch) each repo once, pinning its refs for the cache key."""
-    import hashlib
-
-    from skycurate.connectors.git_repos import RepoError, resolve_repo
-
-    out = []
-    for spec in specs:
-        try:
-            handle = resolve_repo(spec, cache_dir)
-        except RepoError:
-            out.append(RepoFingerprint(spec=spec, name=spec, head=None))  # mining records the clone failure
-            continue
-        import git
-
-        refs = sorted(f"{r.path}={r.commit.hexsha}" for r in git.Repo(handle.path).references
-                      if not r.path.startswith("refs/remotes/origin/HEAD"))
-        out.append(RepoFingerprint(spec=spec, name=handle.name,
-                                   head=hashlib.sha256("\n".join(refs).encode()).hexdigest()[:16]))
-    return out
-
-
 @dataset_task(code=["skycurate.stages.swe.mining", "skycurate.connectors.git_repos", "skycurate.connectors.github_api"])
-def mine(store: str, repos: list[RepoFingerprint], prs: str | None, prs_sha256: str | None, github: bool,
+def mine(store: str, repos: list[RepoPin], prs: FilePin | None, github: bool,
          cfg: MiningConfig, cache_dir: str, spark: SparkConfig) -> dict[str, DatasetRef]:
     from skycurate.spark import get_spark
     from skycurate.stages.swe.mining import mine_on_spark
 
     catalog, session = Catalog(store), get_spark(spark)
-    parents = [Parent(name=f"repo:{r.name}", uri=f"{r.spec}#refs={r.head}") for r in repos]
-    if prs:
-        parents.append(Parent(name="prs", uri=f"{prs}#sha256={prs_sha256}"))
+    parents = [r.parent() for r in repos] + ([prs.parent("prs")] if prs else [])
     with catalog.scratch("swe-mine") as scratch:
-        candidates, rejected = mine_on_spark(session, [r.spec for r in repos], cfg, cache_dir=cache_dir, export=prs,
+        candidates, rejected = mine_on_spark(session, [r.spec for r in repos], cfg, cache_dir=cache_dir, export=prs.path if prs else None,
                                              github=github, scratch=scratch,
-                                             fetch=False)  # fingerprint_repos fetched every clone just before
+                                             fetch=False)  # pin_repos fetched every clone just before
         rej_ref = catalog.publish(f"{NAMESPACE}/mine_rejected", rejected, parents, current_producer(cfg))
         cand_ref = catalog.publish(f"{NAMESPACE}/candidates", candidates, [*parents, rej_ref], current_producer(cfg),
                                    {"repos": len(repos)})
@@ -156,9 +126,9 @@ def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: b
         raise SkycurateError("no repository: pass --repos PATH_OR_URL (repeatable)")
     catalog = Catalog(store)
     cache_dir = cfg.mining.cache_dir or str(Path(catalog.root) / "_cache" / "git")
-    repos = fingerprint_repos(cfg.repos, cache_dir)
+    repos = pin_repos(cfg.repos, cache_dir)
     common = {"store": store, "force": force}
-    mined = run_dataset_task(mine, **common, repos=repos, prs=cfg.prs, prs_sha256=sha256_file(cfg.prs) if cfg.prs else None,
+    mined = run_dataset_task(mine, **common, repos=repos, prs=pin_file(cfg.prs),
                              github=cfg.github, cfg=cfg.mining, cache_dir=cache_dir, spark=cfg.spark)
     final = run_dataset_task(validate, **common, candidates=mined["candidates"], mine_rejected=mined["mine_rejected"],
                              n_repos=len(repos), python=cfg.python, cfg=cfg.validation)

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
-from skycurate.catalog.writers import sha256_file
+from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog.pins import FilePin, pin_file
 from skycurate.errors import SkycurateError
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.swe import EnvRecipe, ValidationConfig
@@ -99,12 +99,12 @@ def check_patch(p: dict[str, Any], inst: dict[str, Any] | None, cfg: ValidationC
 
 
 @dataset_task(code=["skycurate.flows.swe_patches", "skycurate.sandbox"])
-def validate_patches(store: str, instances: DatasetRef, patches: str, patches_sha256: str,
+def validate_patches(store: str, instances: DatasetRef, patches: FilePin,
                      cfg: ValidationConfig) -> DatasetRef:
     catalog = Catalog(store)
     by_id = {r["instance_id"]: r for r in catalog.open(instances).to_table().to_pylist()}
-    cands = load_patches(patches)
-    work = Path(catalog.root) / "_work" / NAMESPACE / f"patches-{patches_sha256[:16]}"
+    cands = load_patches(patches.path)
+    work = Path(catalog.root) / "_work" / NAMESPACE / f"patches-{patches.sha256[:16]}"
     done_dir = work / "results"
     done_dir.mkdir(parents=True, exist_ok=True)
 
@@ -127,7 +127,7 @@ def validate_patches(store: str, instances: DatasetRef, patches: str, patches_sh
              "resolve_rate": resolved / len(rows) if rows else 0.0,
              "by_reason": {k: sum(1 for r in rows if r["reason"] == k) for k in {r["reason"] for r in rows} if k}}
     return catalog.publish(f"{NAMESPACE}/patch_validations", pa.Table.from_pylist(rows, PATCH_RESULT_SCHEMA),
-                           [instances, Parent(name="patches", uri=f"{patches}#sha256={patches_sha256}")],
+                           [instances, patches.parent("patches")],
                            current_producer(cfg), stats)
 
 
@@ -141,9 +141,8 @@ def swe_validate_patches_flow(store: str | None = None, config: PatchValidationC
         raise SkycurateError("pass --instances swe/instances@vN and --patches FILE")
     catalog = Catalog(store)
     instances = catalog.resolve(cfg.instances)
-    sha = sha256_file(cfg.patches)
     ref = run_dataset_task(validate_patches, store=store, force=force, instances=instances,
-                           patches=str(Path(cfg.patches).resolve()), patches_sha256=sha, cfg=cfg.validation)
+                           patches=pin_file(cfg.patches), cfg=cfg.validation)
     m = catalog.manifest(ref)
     funnel = [{"stage": "patches", "rows_in": m.stats["patches"], "rows_out": m.stats["resolved"],
                "rejected": m.stats["patches"] - m.stats["resolved"], "quarantined": 0}]

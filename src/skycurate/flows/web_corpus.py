@@ -4,8 +4,8 @@
       + boilerplate -> exact + near dedup -> quality classifier
       -> web/clean, web/rejected, web/minhash_index
 
-Each task is one Spark job publishing one dataset that holds every row that entered the
-stage, with the stage's verdict (``reject_stage``/``reject_reason``); the next stage reads
+Each task publishes its stage dataset (extract also ``web/quarantine``), which holds every row
+that entered the stage, with the stage's verdict (``reject_stage``/``reject_reason``); the next stage reads
 the kept rows. Signals and the thresholds on them are one pass (one task): ``web/filtered``
 keeps every signal column next to the verdict. ``finalize`` gathers the rejected rows of all
 stages into ``web/rejected``, computes the funnel from the stage datasets (one small-column
@@ -15,16 +15,12 @@ aggregation job) and checks that input = kept + rejected + quarantined before pu
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel
-
-from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
-from skycurate.catalog.writers import sha256_file
+from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog.pins import CrawlFilePin, FilePin, pin_crawl_file, pin_file
 from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
                                       run_dataset_task)
 from skycurate.schemas.config import SparkConfig
@@ -40,49 +36,20 @@ from skycurate.stages.web import pipeline
 NAMESPACE = "web"
 
 
-class InputFingerprint(BaseModel):
-    """An input file pinned by size and mtime (hashing a whole crawl would cost a full read)."""
-
-    path: str
-    label: str
-    kind: str
-    size: int
-    mtime_ns: int
-
-
-class FileFingerprint(BaseModel):
-    """A config-referenced file (model, blocklist) pinned by content."""
-
-    path: str
-    sha256: str
-
-
-def fingerprint_inputs(patterns: list[str]) -> list[InputFingerprint]:
+def pin_inputs(patterns: list[str]) -> list[CrawlFilePin]:
     from skycurate.connectors.web_readers import discover_inputs
 
-    out = []
-    for f in discover_inputs(patterns):
-        st = os.stat(f.path)
-        out.append(InputFingerprint(path=str(Path(f.path).resolve()), label=f.label, kind=f.kind, size=st.st_size,
-                                    mtime_ns=st.st_mtime_ns))
-    return out
-
-
-def fingerprint_file(path: str | None) -> FileFingerprint | None:
-    if path is None:
-        return None
-    return FileFingerprint(path=str(Path(path).resolve()), sha256=sha256_file(path))
+    return [pin_crawl_file(f.path, f.label, f.kind) for f in discover_inputs(patterns)]
 
 
 CODE_ALL = ["skycurate.stages.web", "skycurate.stages.base", "skycurate.stages.accounting"]
 
 
 @dataset_task(code=["skycurate.connectors.web_readers", *CODE_ALL])
-def extract(store: str, inputs: list[InputFingerprint], reader: ReaderConfig, cfg: ExtractConfig,
+def extract(store: str, inputs: list[CrawlFilePin], reader: ReaderConfig, cfg: ExtractConfig,
             spark: SparkConfig) -> dict[str, DatasetRef]:
     catalog, producer, session = Catalog(store), current_producer(cfg), get_spark(spark)
-    # Inputs are pinned by size and mtime (stated in the uri field), not by a hash of the whole crawl.
-    parents = [Parent(name=i.label, uri=f"{i.path}#size={i.size}&mtime_ns={i.mtime_ns}") for i in inputs]
+    parents = [i.parent() for i in inputs]
     with catalog.scratch("extract") as scratch:
         docs, quarantine = pipeline.read_and_extract(session, [i.model_dump() for i in inputs], reader, cfg,
                                                      scratch)
@@ -93,7 +60,7 @@ def extract(store: str, inputs: list[InputFingerprint], reader: ReaderConfig, cf
 @dataset_task(code=CODE_ALL)
 def annotate_and_filter(store: str, extracted: DatasetRef, lid: LidConfig, signals: QualitySignalsConfig,
                         safety: SafetyConfig, quality: QualityFilterConfig, boilerplate: BoilerplateConfig,
-                        files: dict[str, FileFingerprint | None], spark: SparkConfig) -> DatasetRef:
+                        files: dict[str, FilePin | None], spark: SparkConfig) -> DatasetRef:
     # ``files`` (blocklists, lid model by content hash) is only there for the cache key.
     catalog, session = Catalog(store), get_spark(spark)
     try:
@@ -121,7 +88,7 @@ def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: Mi
 
 
 @dataset_task(code=CODE_ALL)
-def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: FileFingerprint | None,
+def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: FilePin | None,
              spark: SparkConfig) -> DatasetRef:
     catalog, session = Catalog(store), get_spark(spark)
     try:
@@ -211,12 +178,12 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     cfg = config
     catalog = Catalog(store)
     previous_index = index_for(catalog, cfg.dedup_against) if cfg.dedup_against else None
-    lists = {"url_blocklist": fingerprint_file(cfg.safety.url_blocklist),
-             "keyword_blocklist": fingerprint_file(cfg.safety.keyword_blocklist),
-             "lid_model": fingerprint_file(cfg.lid.model_path)}
+    lists = {"url_blocklist": pin_file(cfg.safety.url_blocklist),
+             "keyword_blocklist": pin_file(cfg.safety.keyword_blocklist),
+             "lid_model": pin_file(cfg.lid.model_path)}
     common = {"store": store, "force": force, "spark": cfg.spark}
 
-    got = run_dataset_task(extract, **common, inputs=fingerprint_inputs(cfg.inputs), reader=cfg.reader,
+    got = run_dataset_task(extract, **common, inputs=pin_inputs(cfg.inputs), reader=cfg.reader,
                            cfg=cfg.extract)
     filtered = run_dataset_task(annotate_and_filter, **common, extracted=got["extracted"], lid=cfg.lid,
                                 signals=cfg.quality_signals, safety=cfg.safety, quality=cfg.quality_filter,
@@ -224,7 +191,7 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     deduped = run_dataset_task(dedup, **common, filtered=filtered, exact=cfg.exact_dedup, minhash=cfg.minhash,
                                previous_index=previous_index)
     scored = run_dataset_task(classify, **common, deduped=deduped, cfg=cfg.quality_model,
-                              model=fingerprint_file(cfg.quality_model.model_path))
+                              model=pin_file(cfg.quality_model.model_path))
     final = run_dataset_task(finalize, **common, quarantine=got["quarantine"], extracted=got["extracted"],
                              filtered=filtered, deduped=deduped, scored=scored, previous_index=previous_index,
                              rejected_preview_chars=cfg.rejected_preview_chars)

@@ -194,14 +194,6 @@ class DiskUsage:
     containers: int = 0             # containers labelled skycurate=1 (leftovers, or runs in flight)
     container_bytes: int = 0
 
-    def by_kind(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for img in self.images:
-            row = out.setdefault(img.kind, {"images": 0, "unique_bytes": 0})
-            row["images"] += 1
-            row["unique_bytes"] += img.unique_bytes
-        return out
-
 
 # ---------------------------------------------------------------------------------- helpers
 

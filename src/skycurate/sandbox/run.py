@@ -294,13 +294,3 @@ def cleanup_containers(extra_labels: Mapping[str, str] | None = None) -> int:
             except docker.errors.NotFound:
                 pass
     return n
-
-
-def check_limits(limits: SandboxLimits) -> None:
-    """Reject limits Docker would refuse (e.g. a memory string it cannot parse)."""
-    from docker.utils import parse_bytes
-
-    try:
-        parse_bytes(limits.memory)
-    except docker.errors.DockerException as exc:
-        raise SandboxError(f"bad memory limit {limits.memory!r}: {exc}") from exc

@@ -2,7 +2,7 @@
 
 ``MinHashConfig`` is part of a published version's manifest: signatures from different
 configs (bands, rows, n-gram sizes, seed) must never be mixed in one index, the same way
-datasketch warns about mixing hash schemes (DESIGN.md, known traps).
+datasketch warns about mixing hash schemes (docs/architecture.md, traps).
 """
 
 from __future__ import annotations

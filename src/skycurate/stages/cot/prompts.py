@@ -32,6 +32,8 @@ from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from skycurate.catalog.pins import FilePin
+
     from skycurate.stages.leakage.decontaminate import NgramIndex
 
 _WS = re.compile(r"\s+")
@@ -184,11 +186,11 @@ def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.Record
 # ------------------------------------------------------------------------------------ Spark
 
 
-def resolve_source(source: str, store: str) -> str | list[dict[str, str]]:
-    """What ``source`` names, pinned: a dataset version label, or the matching files with their
-    sha256 (the cache key and the lineage of the prepared prompts; files are hashed once)."""
+def resolve_source(source: str, store: str) -> "str | list[FilePin]":
+    """What ``source`` names, pinned: a dataset version label, or the matching files pinned by
+    content (the cache key and the lineage of the prepared prompts; files are hashed once)."""
     from skycurate.catalog import Catalog
-    from skycurate.catalog.writers import sha256_file
+    from skycurate.catalog.pins import pin_file
     from skycurate.connectors.jsonl import expand_sources
     from skycurate.errors import SkycurateError
 
@@ -198,21 +200,20 @@ def resolve_source(source: str, store: str) -> str | list[dict[str, str]]:
     files = expand_sources([source])
     if not files:
         raise SkycurateError(f"prompts: no file matches {source}")
-    return [{"path": str(f.resolve()), "sha256": sha256_file(f)} for f in files]
+    return [pin_file(f, label=f"file:{f.name}") for f in files]
 
 
-def read_prompts(spark: SparkSession, source: str | list[dict[str, str]], store: str) -> tuple[DataFrame, list[Any]]:
+def read_prompts(spark: SparkSession, source: "str | list[FilePin]", store: str) -> tuple[DataFrame, list[Any]]:
     """(DataFrame of the raw prompts, parents for lineage) from ``resolve_source``'s answer."""
     from skycurate.catalog import Catalog
-    from skycurate.catalog.manifest import Parent
     from skycurate.errors import SkycurateError
     from skycurate.spark import read_dataset
 
     if isinstance(source, str):
         ref = Catalog(store).resolve(source)
         return read_dataset(spark, ref), [ref]
-    parents = [Parent(name=f"file:{Path(f['path']).name}", uri=f["path"], sha256=f["sha256"]) for f in source]
-    paths = [f["path"] for f in source]
+    parents = [f.parent() for f in source]
+    paths = [f.path for f in source]
     if all(p.endswith(".parquet") for p in paths):
         return spark.read.parquet(*paths), parents
     if any(p.endswith(".parquet") for p in paths):

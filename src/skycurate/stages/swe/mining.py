@@ -146,14 +146,6 @@ def is_test_path(path: str) -> bool:
         or base in ("test.py", "tests.py", "conftest.py")
 
 
-def split_test_files(paths: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(non-test paths, test paths), order kept."""
-    code, tests = [], []
-    for p in paths:
-        (tests if is_test_path(p) else code).append(p)
-    return code, tests
-
-
 # ---------------------------------------------------------------------------------- repo filters
 
 _EXT_LANG = {
