@@ -201,3 +201,25 @@ def test_scratch_folder_is_private_and_removed_even_on_error(store):
         with cat.scratch("x") as url:
             raise RuntimeError("job died")
     assert not os.path.exists(url.removeprefix("file://"))
+
+
+def test_publish_survives_a_concurrent_publisher_removing_the_staging_parent(store, monkeypatch):
+    """The race of two publishers: B removes the empty ``_staging`` between A's two mkdirs."""
+    cat = Catalog(store)
+    cat.publish("race/data", pa.table({"x": [1]}))  # the dataset folder exists; _staging was removed
+    real_makedirs = cat.fs.makedirs
+    removed = []
+
+    def makedirs_while_b_cleans_up(path, exist_ok=False):
+        if "_staging" in path and not removed:
+            parent = os.path.dirname(path)
+            os.makedirs(parent, exist_ok=True)   # A creates the parent ...
+            os.rmdir(parent)                     # ... B's _remove_if_empty takes it away again
+            removed.append(parent)
+            raise FileNotFoundError(2, "No such file or directory", path)  # ... so A's child mkdir fails
+        return real_makedirs(path, exist_ok=exist_ok)
+
+    monkeypatch.setattr(cat.fs, "makedirs", makedirs_while_b_cleans_up)
+    ref = cat.publish("race/data", pa.table({"x": [2]}))
+    assert removed and ref.version == "v0002"
+    assert cat.open(ref).to_table().column("x").to_pylist() == [2]

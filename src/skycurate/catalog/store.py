@@ -320,7 +320,7 @@ class Catalog:
         """
         check_name(f"scratch/{purpose}")
         path = self._path(self.SCRATCH_DIR, f"{purpose}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        self.fs.makedirs(path, exist_ok=True)
+        self._makedirs(path)
         try:
             yield spark_url(self.fs, path)
         finally:
@@ -347,7 +347,7 @@ class Catalog:
         token = f"{_now_utc():%Y%m%dT%H%M%SZ}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         staging = posixpath.join(base, STAGING_DIR, token)
         try:
-            self.fs.makedirs(staging, exist_ok=True)
+            self._makedirs(staging)
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"cannot write to store {self.url}: {e}") from None
         self._sweep_staging(base)
@@ -430,6 +430,21 @@ class Catalog:
             os.replace(tmp, path)
         else:
             self.fs.pipe_file(path, payload)  # a single put is atomic on object stores
+
+    def _makedirs(self, path: str, attempts: int = 5) -> None:
+        """``makedirs`` that survives a concurrent publisher removing a shared parent.
+
+        Another publisher that finishes removes ``_staging``/``_scratch`` when it looks empty
+        (``_remove_if_empty``); that can happen between our creating the parent and our
+        creating the child inside it. The child then fails with ENOENT: create both again.
+        """
+        for attempt in range(attempts):
+            try:
+                self.fs.makedirs(path, exist_ok=True)
+                return
+            except FileNotFoundError:
+                if attempt == attempts - 1:
+                    raise
 
     def _remove_if_empty(self, folder: str) -> None:
         try:
