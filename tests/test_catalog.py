@@ -223,3 +223,30 @@ def test_publish_survives_a_concurrent_publisher_removing_the_staging_parent(sto
     ref = cat.publish("race/data", pa.table({"x": [2]}))
     assert removed and ref.version == "v0002"
     assert cat.open(ref).to_table().column("x").to_pylist() == [2]
+
+
+def test_all_or_nothing_commits_together_or_not_at_all(store):
+    from skycurate.stages.accounting import AccountingError
+
+    def check(n_clean: int) -> dict:
+        raise AccountingError(f"input 4 != kept {n_clean} + rejected 2: counts do not reconcile")
+
+    cat = Catalog(store)
+    with pytest.raises(AccountingError, match="counts do not reconcile"):
+        with cat.all_or_nothing():
+            first = cat.publish("group/rejected", pa.table({"x": [1, 2]}))
+            assert cat.manifest(first).num_rows == 2  # readable inside the block, not visible outside
+            assert Catalog(store).names() == []
+            cat.publish("group/clean", pa.table({"x": [3]}), [first], stats=check)
+    assert cat.names() == [] and not os.path.exists(os.path.join(store, "group", "rejected", "_claims", "v0001"))
+
+    with cat.all_or_nothing():
+        rejected = cat.publish("group/rejected", pa.table({"x": [1, 2]}))
+        clean = cat.publish("group/clean", pa.table({"x": [3]}), [rejected])
+    assert (rejected.version, clean.version) == ("v0001", "v0001")  # the released claim was reused
+    assert cat.names() == ["group/clean", "group/rejected"]
+    assert [p.name for p in cat.manifest("group/clean@latest").parents] == ["group/rejected"]
+    with pytest.raises(PublishError, match="do not nest"):
+        with cat.all_or_nothing():
+            with cat.all_or_nothing():
+                pass

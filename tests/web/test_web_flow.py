@@ -154,6 +154,23 @@ def test_incremental_run_does_not_readmit_published_pages(store, sample, tmp_pat
     assert index2.num_rows == first_clean.num_rows + 1
 
 
+def test_counts_that_do_not_reconcile_publish_none_of_the_final_datasets(store, sample, monkeypatch):
+    """A row lost between the stages and web/clean fails the check; rejected/clean/index stay unpublished."""
+    from skycurate.flows.web_corpus import web_flow
+    from skycurate.stages.web import pipeline
+
+    crawl, model = sample
+    real_clean_rows = pipeline.clean_rows
+    monkeypatch.setattr(pipeline, "clean_rows", lambda scored: real_clean_rows(scored).limit(3))  # loses rows
+    state = web_flow(store=store, config=_config(crawl, model), return_state=True)
+    assert state.is_failed() and "AccountingError" in state.message and "!= kept 3 +" in state.message
+    published = set(catalog.Catalog(store).names())
+    assert {"web/extracted", "web/filtered", "web/deduped", "web/scored", "web/quarantine"} <= published
+    assert not published & {"web/rejected", "web/clean", "web/minhash_index"}
+    for name in ("web/rejected", "web/clean", "web/minhash_index"):  # no staged files or claims left behind
+        assert not os.path.exists(os.path.join(store, name))
+
+
 def test_top_fraction_keep_rule_uses_a_global_quantile(spark, sample):
     from skycurate.samples.web import EN_PARAGRAPHS, ZH_PARAGRAPHS
     from skycurate.schemas.web_annotate import QualityModelConfig

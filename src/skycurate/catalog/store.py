@@ -31,7 +31,7 @@ import re
 import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
 import pyarrow as pa
@@ -119,6 +119,15 @@ def _coerce_parent(catalog: "Catalog", parent: Any) -> Parent:
     raise PublishError(f"bad parent {parent!r}: pass a DatasetRef, 'ns/name@vNNNN' or a Parent")
 
 
+
+class _Staged(NamedTuple):
+    """A version written and claimed in an ``all_or_nothing`` block, not yet visible."""
+
+    base: str
+    staging: str
+    version: str
+    manifest: Manifest
+
 class Catalog:
     """A store of versioned Parquet datasets at a local path or any fsspec URL."""
 
@@ -130,6 +139,7 @@ class Catalog:
             raise StoreError(f"cannot open store {self.url}: {e}") from None
         self.root = self.root.rstrip("/") or "/"
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        self._pending: dict[tuple[str, str], _Staged] | None = None  # inside ``all_or_nothing``
 
     def __repr__(self) -> str:
         return f"Catalog({self.url!r})"
@@ -216,6 +226,8 @@ class Catalog:
             return False
 
     def manifest(self, ref: str | DatasetRef) -> Manifest:
+        if self._pending and isinstance(ref, DatasetRef) and (ref.name, ref.version) in self._pending:
+            return self._pending[(ref.name, ref.version)].manifest  # staged in this all_or_nothing block
         ref = self.resolve(ref)
         return _read_manifest(self.fs, self._path(ref.name, ref.version, MANIFEST_FILE))
 
@@ -351,6 +363,7 @@ class Catalog:
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"cannot write to store {self.url}: {e}") from None
         self._sweep_staging(base)
+        deferred = False
         try:
             write_into(self.fs, staging, data, schema=schema, max_rows_per_file=max_rows_per_file)
             parts = sorted(p for p in self.fs.ls(staging, detail=False) if p.endswith(".parquet"))
@@ -373,17 +386,66 @@ class Catalog:
                 schema=schema_to_json(arrow_schema), files=files, attachments=attached, parents=parent_list,
                 producer=producer, stats=stats_dict,
             )
+            if self._pending is not None:  # committed when the all_or_nothing block ends cleanly
+                self._pending[(name, version)] = _Staged(base, staging, version, manifest)
+                deferred = True
+                return self._ref(name, version)
             self._commit(base, staging, version, manifest)
         except SkycurateError:
             raise
         except Exception as e:
             raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
         finally:
-            if self.fs.exists(staging):
-                self.fs.rm(staging, recursive=True)
-            self._remove_if_empty(posixpath.dirname(staging))
+            if not deferred:
+                if self.fs.exists(staging):
+                    self.fs.rm(staging, recursive=True)
+                self._remove_if_empty(posixpath.dirname(staging))
+                self._remove_if_empty(base)  # a failed first publish leaves no empty dataset folder
         self._update_latest(name)
         return self._ref(name, version)
+
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Publish the block's versions together: none becomes visible unless the block ends cleanly.
+
+        Each ``publish`` in the block writes its files and claims its number (so its reference
+        can already be a parent of the next one, and ``manifest`` answers for it), but commits
+        only when the block exits without an exception. A reconciliation check that fails after
+        the first publish (e.g. in the last one's ``stats``) then leaves no dataset behind:
+        the staged files and claims are removed. Blocks do not nest.
+        """
+        if self._pending is not None:
+            raise PublishError("all_or_nothing blocks do not nest")
+        self._pending = {}
+        try:
+            yield
+        except BaseException:
+            pending, self._pending = self._pending, None
+            for staged in pending.values():
+                self._discard(staged)
+            raise
+        pending, self._pending = self._pending, None
+        for (name, _), staged in pending.items():
+            try:
+                self._commit(staged.base, staged.staging, staged.version, staged.manifest)
+            except Exception as e:
+                raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
+            finally:
+                if self.fs.exists(staged.staging):
+                    self.fs.rm(staged.staging, recursive=True)
+                self._remove_if_empty(posixpath.dirname(staged.staging))
+            self._update_latest(name)
+
+    def _discard(self, staged: "_Staged") -> None:
+        """Remove a staged version and release its claimed number."""
+        if self.fs.exists(staged.staging):
+            self.fs.rm(staged.staging, recursive=True)
+        self._remove_if_empty(posixpath.dirname(staged.staging))
+        claim = posixpath.join(staged.base, CLAIMS_DIR, staged.version)
+        if self.fs.exists(claim):
+            self.fs.rm(claim)
+        self._remove_if_empty(posixpath.dirname(claim))
+        self._remove_if_empty(staged.base)  # a first version that never was leaves no folder
 
     def _claim_version(self, base: str, token: str) -> int:
         claims = posixpath.join(base, CLAIMS_DIR)

@@ -9,8 +9,8 @@ that entered the stage, with the stage's verdict (``reject_stage``/``reject_reas
 the kept rows. Signals and the thresholds on them are one pass (one task): ``web/filtered``
 keeps every signal column next to the verdict. ``finalize`` gathers the rejected rows of all
 stages into ``web/rejected``, computes the funnel from the stage datasets (one small-column
-aggregation job) and checks that input = kept + rejected + quarantined before publishing
-``web/clean``.
+aggregation job) and checks that input = kept + rejected + quarantined before any of
+``web/rejected``, ``web/clean`` and ``web/minhash_index`` becomes visible (``all_or_nothing``).
 """
 
 from __future__ import annotations
@@ -124,38 +124,40 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
               (("quarantine", quarantine), ("extracted", extracted), ("filtered", filtered), ("deduped", deduped),
                ("scored", scored))}
     funnel = pipeline.funnel(frames)
-    stage_refs = [extracted, filtered, deduped, scored]
-    rejected_ref = catalog.publish(
-        f"{NAMESPACE}/rejected",
-        pipeline.rejected_rows([frames["extracted"], frames["filtered"], frames["deduped"], frames["scored"]],
-                               rejected_preview_chars),
-        stage_refs, producer, {"rejected_by_stage": {s["stage"]: s["rejected"] for s in funnel}})
-    n_rejected = catalog.manifest(rejected_ref).num_rows
     n_quarantined = catalog.manifest(quarantine).num_rows
     n_input = funnel[0]["rows_in"]
-
     ablation = rule_ablation(frames["filtered"])
-
-    def stats(n_clean: int) -> dict[str, Any]:
-        pipeline.check_reconciles(n_input, n_clean, n_rejected, n_quarantined, funnel)
-        return {"funnel": funnel, "input": n_input, "kept": n_clean, "rejected": n_rejected,
-                "quarantined": n_quarantined, "rule_ablation": ablation}
-
     charts.join()
     from skycurate.reporting import funnel_chart_png
 
     chart = funnel_chart_png(funnel, "web corpus funnel")
-    clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
-                                [scored, rejected_ref, quarantine], producer, stats,
-                                attachments={"_funnel.png": chart})
-    # The index is cumulative: this version's clean pages plus everything the previous index held,
-    # so deduplicating against it covers every earlier crawl in the chain.
-    index = pipeline.index_rows(frames["scored"])
-    index_parents: list[DatasetRef] = [clean_ref]
-    if previous_index is not None:
-        index = index.unionByName(read_dataset(session, previous_index).select(*index.columns))
-        index_parents.append(previous_index)
-    index_ref = catalog.publish(f"{NAMESPACE}/minhash_index", index, index_parents, producer)
+    # rejected, clean and the index become visible together, and only if the counts reconcile
+    # (checked in clean's stats, after all rows are written, before anything is committed).
+    with catalog.all_or_nothing():
+        rejected_ref = catalog.publish(
+            f"{NAMESPACE}/rejected",
+            pipeline.rejected_rows([frames["extracted"], frames["filtered"], frames["deduped"], frames["scored"]],
+                                   rejected_preview_chars),
+            [extracted, filtered, deduped, scored], producer,
+            {"rejected_by_stage": {s["stage"]: s["rejected"] for s in funnel}})
+        n_rejected = catalog.manifest(rejected_ref).num_rows
+
+        def stats(n_clean: int) -> dict[str, Any]:
+            pipeline.check_reconciles(n_input, n_clean, n_rejected, n_quarantined, funnel)
+            return {"funnel": funnel, "input": n_input, "kept": n_clean, "rejected": n_rejected,
+                    "quarantined": n_quarantined, "rule_ablation": ablation}
+
+        clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
+                                    [scored, rejected_ref, quarantine], producer, stats,
+                                    attachments={"_funnel.png": chart})
+        # The index is cumulative: this version's clean pages plus everything the previous index
+        # held, so deduplicating against it covers every earlier crawl in the chain.
+        index = pipeline.index_rows(frames["scored"])
+        index_parents: list[DatasetRef] = [clean_ref]
+        if previous_index is not None:
+            index = index.unionByName(read_dataset(session, previous_index).select(*index.columns))
+            index_parents.append(previous_index)
+        index_ref = catalog.publish(f"{NAMESPACE}/minhash_index", index, index_parents, producer)
     return {"clean": clean_ref, "rejected": rejected_ref, "quarantine": quarantine, "minhash_index": index_ref}
 
 
