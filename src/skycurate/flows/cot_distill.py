@@ -97,12 +97,13 @@ def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[B
             F.col("question"), F.col("record"))
         by_reason = {f"{r['kind']}:{r['reason']}": r["count"]
                      for r in dropped.groupBy("kind", "reason").count().collect()}
-        dropped_ref = catalog.publish(DROPPED, dropped, parents, producer, {"by_reason": by_reason})
-        n_dropped = catalog.manifest(dropped_ref).num_rows
-        stats = {"input": n_input, "kept": n_input - n_dropped, "dropped": n_dropped, "by_reason": by_reason,
-                 "source": source}
-        # kept and dropped split the same rows on one condition, so kept = input - dropped
-        prompts_ref = catalog.publish(S.PROMPTS, kept, [*parents, dropped_ref], producer, stats)
+        with catalog.all_or_nothing():
+            dropped_ref = catalog.publish(DROPPED, dropped, parents, producer, {"by_reason": by_reason})
+            n_dropped = catalog.manifest(dropped_ref).num_rows
+            stats = {"input": n_input, "kept": n_input - n_dropped, "dropped": n_dropped, "by_reason": by_reason,
+                     "source": source}
+            # kept and dropped split the same rows on one condition, so kept = input - dropped
+            prompts_ref = catalog.publish(S.PROMPTS, kept, [*parents, dropped_ref], producer, stats)
     return {"prompts": prompts_ref, "dropped": dropped_ref}
 
 
@@ -227,17 +228,18 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, engine_identit
                  "quarantined": quarantined.num_rows, **gen_stats,
                  "yield": round(n_with / n_generated, 4) if n_generated else 0.0, "by_reason": reasons,
                  "work": report.work}
-        gen_ref = catalog.publish(S.GENERATIONS, selected.unionByName(errors, allowMissingColumns=True)
-                                  .orderBy("prompt_id", "sample_index"), parents, producer, gen_stats)
-        rej_ref = catalog.publish(S.REJECTED, rejected, parents, producer, {"by_reason": reasons})
-        q_ref = catalog.publish(S.QUARANTINE, quarantined, parents, producer, {"by_reason": reasons})
-        chart = cot_charts_png(selected.select("prompt_id", "pass_rate", "difficulty", "bucket", "token_budget",
-                                               "completion_tokens", "selected").toArrow(),
-                               f"CoT selection: {n_with} of {n_generated} prompts kept")
-        sft = O.sft_frame(selected, images, template, teacher_name,
-                          json.dumps(params.model_dump(mode="json"), sort_keys=True))
-        sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref], producer, stats,
-                                  attachments={"_charts.png": chart})
+        with catalog.all_or_nothing():
+            gen_ref = catalog.publish(S.GENERATIONS, selected.unionByName(errors, allowMissingColumns=True)
+                                      .orderBy("prompt_id", "sample_index"), parents, producer, gen_stats)
+            rej_ref = catalog.publish(S.REJECTED, rejected, parents, producer, {"by_reason": reasons})
+            q_ref = catalog.publish(S.QUARANTINE, quarantined, parents, producer, {"by_reason": reasons})
+            chart = cot_charts_png(selected.select("prompt_id", "pass_rate", "difficulty", "bucket", "token_budget",
+                                                   "completion_tokens", "selected").toArrow(),
+                                   f"CoT selection: {n_with} of {n_generated} prompts kept")
+            sft = O.sft_frame(selected, images, template, teacher_name,
+                              json.dumps(params.model_dump(mode="json"), sort_keys=True))
+            sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref], producer, stats,
+                                      attachments={"_charts.png": chart})
     return {"sft": sft_ref, "generations": gen_ref, "rejected": rej_ref, "quarantine": q_ref}
 
 

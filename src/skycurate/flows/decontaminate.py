@@ -67,25 +67,26 @@ def decontaminate(store: str, corpus: DatasetRef, benchmarks: list[BenchmarkSpec
         scan_on_spark(df, index, cfg).write.mode("overwrite").option("compression", "zstd").parquet(scratch)
         annotated, matches = split_scan(session.read.parquet(scratch))
         n_input = annotated.count()
-        rejected_ref = catalog.publish(f"{NAMESPACE}/rejected", rejected_rows(annotated, cfg), parents, producer)
-        n_rejected = catalog.manifest(rejected_ref).num_rows
-        per_benchmark = summary(matches, annotated, index)
-        contamination_ref = catalog.publish(f"{NAMESPACE}/contamination", matches, parents, producer,
-                                            {"summary": per_benchmark, "index": index_stats,
-                                             "corpus": corpus.label})
-        clean = annotated.filter(F.col("reject_reason").isNull()).drop("reject_stage", "reject_reason")
-        funnel_holder: dict[str, Any] = {}
+        with catalog.all_or_nothing():
+            rejected_ref = catalog.publish(f"{NAMESPACE}/rejected", rejected_rows(annotated, cfg), parents, producer)
+            n_rejected = catalog.manifest(rejected_ref).num_rows
+            per_benchmark = summary(matches, annotated, index)
+            contamination_ref = catalog.publish(f"{NAMESPACE}/contamination", matches, parents, producer,
+                                                {"summary": per_benchmark, "index": index_stats,
+                                                 "corpus": corpus.label})
+            clean = annotated.filter(F.col("reject_reason").isNull()).drop("reject_stage", "reject_reason")
+            funnel_holder: dict[str, Any] = {}
 
-        def stats(n_kept: int) -> dict[str, Any]:
-            funnel_holder["funnel"] = _accounting(n_input, n_kept, n_rejected)
-            return {"funnel": funnel_holder["funnel"], "input": n_input, "kept": n_kept, "rejected": n_rejected,
-                    "summary": per_benchmark, "decontaminate": cfg.model_dump(mode="json")}
+            def stats(n_kept: int) -> dict[str, Any]:
+                funnel_holder["funnel"] = _accounting(n_input, n_kept, n_rejected)
+                return {"funnel": funnel_holder["funnel"], "input": n_input, "kept": n_kept, "rejected": n_rejected,
+                        "summary": per_benchmark, "decontaminate": cfg.model_dump(mode="json")}
 
-        chart = funnel_chart_png([{"stage": "corpus", "rows_in": n_input, "rows_out": n_input},
-                                  {"stage": STAGE, "rows_in": n_input, "rows_out": n_input - n_rejected,
-                                   "rejected": n_rejected}], f"decontamination of {corpus.label}")
-        clean_ref = catalog.publish(output, clean, [*parents, rejected_ref, contamination_ref], producer, stats,
-                                    attachments={"_funnel.png": chart})
+            chart = funnel_chart_png([{"stage": "corpus", "rows_in": n_input, "rows_out": n_input},
+                                      {"stage": STAGE, "rows_in": n_input, "rows_out": n_input - n_rejected,
+                                       "rejected": n_rejected}], f"decontamination of {corpus.label}")
+            clean_ref = catalog.publish(output, clean, [*parents, rejected_ref, contamination_ref], producer, stats,
+                                        attachments={"_funnel.png": chart})
     return {"clean": clean_ref, "contamination": contamination_ref, "rejected": rejected_ref}
 
 

@@ -57,15 +57,16 @@ def clean(store: str, raw: DatasetRef, cfg: LengthFilterConfig, spark: SparkConf
     catalog, producer = Catalog(store), current_producer(cfg)
     raw_manifest = catalog.manifest(raw)
     kept, rejected = hello_stage.clean(read_dataset(get_spark(spark), raw), cfg)
-    rejected_ref = catalog.publish("hello/rejected", rejected, [raw], producer)
-    n_rejected = catalog.manifest(rejected_ref).num_rows
+    with catalog.all_or_nothing():
+        rejected_ref = catalog.publish("hello/rejected", rejected, [raw], producer)
+        n_rejected = catalog.manifest(rejected_ref).num_rows
 
-    def stats(n_kept: int) -> dict[str, Any]:
-        step = FunnelStep(stage=hello_stage.annotate.name, rows_in=raw_manifest.num_rows, rows_out=n_kept,
-                          rejected=n_rejected)
-        return funnel_stats(raw_manifest.stats.get("funnel"), step)
+        def stats(n_kept: int) -> dict[str, Any]:
+            step = FunnelStep(stage=hello_stage.annotate.name, rows_in=raw_manifest.num_rows, rows_out=n_kept,
+                              rejected=n_rejected)
+            return funnel_stats(raw_manifest.stats.get("funnel"), step)
 
-    return {"clean": catalog.publish("hello/clean", kept, [raw], producer, stats), "rejected": rejected_ref}
+        return {"clean": catalog.publish("hello/clean", kept, [raw], producer, stats), "rejected": rejected_ref}
 
 
 @flow(name="hello")

@@ -88,12 +88,13 @@ def build_reference(store: str, benchmark: BenchmarkSpec, files: BenchmarkPins,
     for r in rejected:
         key = r["reason"].split(":")[0]
         reasons[key] = reasons.get(key, 0) + 1
-    rej_ref = catalog.publish(f"{NAMESPACE}/reference-rejected", pa.Table.from_pylist(rejected, REJECTED_SCHEMA),
-                              parents, producer, {"benchmark": benchmark.name, "by_reason": reasons})
-    stats = {"benchmark": benchmark.name, "prompts_sent": sent, "accepted": len(kept), "rejected": len(rejected),
-             "wanted": cfg.samples, "rejected_by_reason": reasons, "overlap_n": cfg.overlap_n}
-    ref = catalog.publish(dataset_name(benchmark.name), pa.Table.from_pylist(kept, REFERENCE_SCHEMA),
-                          [*parents, rej_ref], producer, stats)
+    with catalog.all_or_nothing():
+        rej_ref = catalog.publish(f"{NAMESPACE}/reference-rejected", pa.Table.from_pylist(rejected, REJECTED_SCHEMA),
+                                  parents, producer, {"benchmark": benchmark.name, "by_reason": reasons})
+        stats = {"benchmark": benchmark.name, "prompts_sent": sent, "accepted": len(kept), "rejected": len(rejected),
+                 "wanted": cfg.samples, "rejected_by_reason": reasons, "overlap_n": cfg.overlap_n}
+        ref = catalog.publish(dataset_name(benchmark.name), pa.Table.from_pylist(kept, REFERENCE_SCHEMA),
+                              [*parents, rej_ref], producer, stats)
     return {"reference": ref, "rejected": rej_ref}
 
 

@@ -44,9 +44,10 @@ def mine(store: str, repos: list[RepoPin], prs: FilePin | None, github: bool,
         candidates, rejected = mine_on_spark(session, [r.spec for r in repos], cfg, cache_dir=cache_dir, export=prs.path if prs else None,
                                              github=github, scratch=scratch,
                                              fetch=False)  # pin_repos fetched every clone just before
-        rej_ref = catalog.publish(f"{NAMESPACE}/mine_rejected", rejected, parents, current_producer(cfg))
-        cand_ref = catalog.publish(f"{NAMESPACE}/candidates", candidates, [*parents, rej_ref], current_producer(cfg),
-                                   {"repos": len(repos)})
+        with catalog.all_or_nothing():
+            rej_ref = catalog.publish(f"{NAMESPACE}/mine_rejected", rejected, parents, current_producer(cfg))
+            cand_ref = catalog.publish(f"{NAMESPACE}/candidates", candidates, [*parents, rej_ref],
+                                       current_producer(cfg), {"repos": len(repos)})
     return {"candidates": cand_ref, "mine_rejected": rej_ref}
 
 
@@ -98,22 +99,23 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
     by_reason: dict[str, int] = {}
     for r in rejected:
         by_reason[f"{r['stage']}:{r['reason']}"] = by_reason.get(f"{r['stage']}:{r['reason']}", 0) + 1
-    rej_ref = catalog.publish(f"{NAMESPACE}/rejected", pa.Table.from_pylist(rejected, REJECTED_SCHEMA),
-                              [candidates, mine_rejected], producer, {"by_reason": by_reason})
-    extra = [o.get("image_bytes") for o in outcomes if o["kind"] == "instance" and o.get("image_bytes") is not None]
+    with catalog.all_or_nothing():
+        rej_ref = catalog.publish(f"{NAMESPACE}/rejected", pa.Table.from_pylist(rejected, REJECTED_SCHEMA),
+                                  [candidates, mine_rejected], producer, {"by_reason": by_reason})
+        extra = [o.get("image_bytes") for o in outcomes if o["kind"] == "instance" and o.get("image_bytes") is not None]
 
-    def stats(n: int) -> dict[str, Any]:
-        validated = len(rows) - sum(1 for o in outcomes if o["kind"] == "rejected")
-        if n != validated:
-            raise SkycurateError(f"swe: {len(rows)} candidates but {n} instances + "
-                                 f"{len(rows) - validated} rejected; nothing published")
-        return {"funnel": steps, "candidates": len(rows), "validated": n, "rejected_by_reason": by_reason,
-                "flaky": {o["row"]["instance_id"]: o.get("flaky") for o in outcomes if o.get("flaky")},
-                "instance_image_extra_bytes": extra, "work": str(work)}
+        def stats(n: int) -> dict[str, Any]:
+            validated = len(rows) - sum(1 for o in outcomes if o["kind"] == "rejected")
+            if n != validated:
+                raise SkycurateError(f"swe: {len(rows)} candidates but {n} instances + "
+                                     f"{len(rows) - validated} rejected; nothing published")
+            return {"funnel": steps, "candidates": len(rows), "validated": n, "rejected_by_reason": by_reason,
+                    "flaky": {o["row"]["instance_id"]: o.get("flaky") for o in outcomes if o.get("flaky")},
+                    "instance_image_extra_bytes": extra, "work": str(work)}
 
-    chart = funnel_chart_png(steps, "SWE task mining funnel")
-    inst_ref = catalog.publish(f"{NAMESPACE}/instances", pa.Table.from_pylist(instances, INSTANCE_SCHEMA),
-                               [candidates, rej_ref], producer, stats, attachments={"_funnel.png": chart})
+        chart = funnel_chart_png(steps, "SWE task mining funnel")
+        inst_ref = catalog.publish(f"{NAMESPACE}/instances", pa.Table.from_pylist(instances, INSTANCE_SCHEMA),
+                                   [candidates, rej_ref], producer, stats, attachments={"_funnel.png": chart})
     return {"instances": inst_ref, "rejected": rej_ref, "candidates": candidates}
 
 
