@@ -363,7 +363,7 @@ class Catalog:
         except Exception as e:  # noqa: BLE001
             raise StoreError(f"cannot write to store {self.url}: {e}") from None
         self._sweep_staging(base)
-        deferred = False
+        deferred = committed = False
         try:
             write_into(self.fs, staging, data, schema=schema, max_rows_per_file=max_rows_per_file)
             parts = sorted(p for p in self.fs.ls(staging, detail=False) if p.endswith(".parquet"))
@@ -391,6 +391,7 @@ class Catalog:
                 deferred = True
                 return self._ref(name, version)
             self._commit(base, staging, version, manifest)
+            committed = True
         except SkycurateError:
             raise
         except Exception as e:
@@ -400,7 +401,8 @@ class Catalog:
                 if self.fs.exists(staging):
                     self.fs.rm(staging, recursive=True)
                 self._remove_if_empty(posixpath.dirname(staging))
-                self._remove_if_empty(base)  # a failed first publish leaves no empty dataset folder
+                if not committed:  # a failed first publish leaves no empty dataset folder
+                    self._remove_if_empty(base)
         self._update_latest(name)
         return self._ref(name, version)
 
