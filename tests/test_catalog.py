@@ -250,3 +250,32 @@ def test_all_or_nothing_commits_together_or_not_at_all(store):
         with cat.all_or_nothing():
             with cat.all_or_nothing():
                 pass
+
+
+def test_attachments_are_read_back_through_the_catalog_on_any_store(store):
+    cat = Catalog(store)
+    ref = cat.publish("web/clean", table(2), attachments={"_funnel.png": b"\x89PNG-bytes"})
+    assert cat.attachment(ref, "_funnel.png") == b"\x89PNG-bytes"
+    assert cat.attachment("web/clean@latest", "_funnel.png") == b"\x89PNG-bytes"
+    with pytest.raises(DatasetNotFound, match="has no attachment '_other.png'"):
+        cat.attachment(ref, "_other.png")
+    mem = Catalog(f"memory://att-{uuid.uuid4().hex[:8]}")
+    mref = mem.publish("web/clean", table(1), attachments={"_charts.png": b"chart"})
+    assert mem.attachment(mref, "_charts.png") == b"chart"
+
+
+def test_work_and_cache_folders_are_local_paths_inside_a_local_store_and_outside_a_remote_one(store, tmp_path,
+                                                                                              monkeypatch):
+    local = Catalog(store)
+    assert local.work_dir("cot", "abc") == Path(store, "_work", "cot", "abc")
+    assert local.cache_dir("git") == Path(store, "_cache", "git")
+    monkeypatch.setenv("SKYCURATE_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("SKYCURATE_CACHE_DIR", str(tmp_path / "cache"))
+    remote_a, remote_b = Catalog("memory://store-a"), Catalog("memory://store-b")
+    wa, wb = remote_a.work_dir("swe", "x"), remote_b.work_dir("swe", "x")
+    assert wa.is_absolute() and wa.parent.parent.parent == tmp_path / "work" and wa.parts[-2:] == ("swe", "x")
+    assert wa != wb                                    # one folder per store: journals never mix
+    assert remote_a.cache_dir("git").parent.parent == tmp_path / "cache"
+    for bad in ("..", "", "a/b"):
+        with pytest.raises(ValueError, match="bad _work folder part"):
+            local.work_dir("cot", bad)

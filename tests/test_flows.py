@@ -109,3 +109,25 @@ def test_changed_source_reruns_ingest_and_missing_outputs_are_recomputed(store, 
     result, states = run(store, config=cfg)
     assert catalog.resolve("hello/clean@latest", store=store) == result["datasets"]["clean"]
     assert catalog.open(result["datasets"]["clean"]).count_rows() == 2
+
+
+def test_a_lost_row_fails_the_check_and_publishes_neither_clean_nor_rejected(store, monkeypatch):
+    """The reconciliation check runs inside the publish block: counts that do not add up leave
+    hello/clean and hello/rejected unpublished (no version, no staged files, no claims)."""
+    from skycurate.flows.hello import hello_flow
+    from skycurate.stages import hello as hello_stage
+
+    real_clean = hello_stage.clean
+
+    def lossy(df, cfg):
+        kept, rejected = real_clean(df, cfg)
+        return kept.limit(1), rejected          # loses kept rows between the stage and the publish
+
+    monkeypatch.setattr(hello_stage, "clean", lossy)
+    state = hello_flow(store=store, return_state=True)
+    assert state.is_failed() and "AccountingError" in state.message and "1 kept" in state.message
+    published = set(Catalog(store).names())
+    assert {"hello/raw", "hello/quarantine"} <= published
+    assert not published & {"hello/clean", "hello/rejected"}
+    for name in ("hello/clean", "hello/rejected"):
+        assert not Path(store, name).exists()

@@ -7,17 +7,21 @@ non-zero exit.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import json
 import logging
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
@@ -48,6 +52,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 DebugOpt = Annotated[bool, typer.Option("--debug", envvar="SKYCURATE_DEBUG", help="Show tracebacks on errors.")]
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file for the flow.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute every stage even if a cached result exists.")]
+RefArg = Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")]
 
 
 class _NoTracebacks(logging.Filter):
@@ -69,7 +74,7 @@ def _errors(debug: bool) -> Iterator[None]:
     except SkycurateError as e:
         if debug:
             raise
-        err.print(f"[red]error:[/red] {e}", markup=True)
+        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True)  # the message itself is not markup
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -77,12 +82,22 @@ def _errors(debug: bool) -> Iterator[None]:
     except Exception as e:  # noqa: BLE001 - the promise is: no bare traceback without --debug
         if debug:
             raise
-        err.print(f"[red]error:[/red] {type(e).__name__}: {e} (rerun with --debug for the traceback)", markup=True)
+        err.print(f"[red]error:[/red] {type(e).__name__}: {escape(str(e))} (rerun with --debug for the traceback)",
+                  markup=True)
         raise typer.Exit(1) from None
 
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _print_info(info: dict[str, Any], as_json: bool) -> None:
+    """``key: value`` lines, or one JSON object with ``--json``."""
+    if as_json:
+        _print_json(info)
+        return
+    for k, v in info.items():
+        stdout.print(f"{k}: {v}")
 
 
 def _human_bytes(n: int) -> str:
@@ -105,7 +120,92 @@ def version() -> None:
     stdout.print(__version__)
 
 
+# ---- commands that share options ---------------------------------------------------------
+
+def _options(*specs: tuple[str, Any, Any]) -> list[inspect.Parameter]:
+    """Keyword parameters (name, ``Annotated`` typer option, default) to add to commands."""
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, annotation, default in specs]
+
+
+def _command(typer_app: typer.Typer, name: str, options: Callable, shared: list[inspect.Parameter],
+             run: Callable[..., None]) -> Callable[..., None]:
+    """Register ``run`` as command ``name``: its options are ``options``'s parameters, then ``shared``;
+    its help is ``options``'s docstring. ``run`` gets them all as keywords."""
+    hints = typing.get_type_hints(options, include_extras=True)
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+              for p in inspect.signature(options).parameters.values()] + shared
+
+    @functools.wraps(options)
+    def command(**values: Any) -> None:
+        run(**values)
+
+    command.__signature__ = inspect.Signature(params, return_annotation=None)  # what typer reads
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return typer_app.command(name)(command)
+
+
 # ---- run ---------------------------------------------------------------------------------
+
+# The options every `skycurate run` command has, after the command's own (see ``_flow_command``).
+_RUN_OPTIONS = _options(("store", StoreOpt, None), ("config", ConfigOpt, None), ("force", ForceOpt, False),
+                        ("as_json", JsonOpt, False), ("debug", DebugOpt, False))
+# command name -> ("module:ConfigModel", "module:flow"), for the tests
+RUN_COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _load(target: str) -> Any:
+    """``"package.module:attr"`` -> the object (imported when a command runs, not when the CLI starts)."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _flow_command(name: str, config_model: str, flow: str, *, report: Callable[[dict, Any], None] | None = None,
+                  json_extra: tuple[str, ...] = (), backends: bool = False) -> Callable:
+    """Register ``skycurate run NAME``, which runs ``flow`` with a ``config_model`` config.
+
+    The decorated function declares only the command's own options and returns the config
+    overrides they make (dotted keys; None = not given). The options every run command has
+    (``--store``, ``--config``, ``--force``, ``--json``, ``--debug``) are added to its signature
+    here, and the command runs ``_run_command``. ``report(result, cfg)`` prints what the
+    command adds to the datasets and funnel tables; ``json_extra`` names result keys added to
+    ``--json``; ``backends`` starts Spark and the local Prefect API side by side first.
+    """
+
+    def register(options: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        def run(*, store: str | None, config: str | None, force: bool, as_json: bool, debug: bool,
+                **values: Any) -> None:
+            with _errors(debug):
+                _run_command(name, _load(config_model), config, options(**values), flow, store=store, force=force,
+                             as_json=as_json, debug=debug, report=report, json_extra=json_extra, backends=backends)
+
+        RUN_COMMANDS[name] = (config_model, flow)
+        return _command(run_app, name, options, _RUN_OPTIONS, run)
+
+    return register
+
+
+def _run_command(flow_name: str, config_model: type, config_path: str | None, overrides: dict[str, Any], flow: str,
+                 *, store: str | None, force: bool, as_json: bool, debug: bool,
+                 report: Callable[[dict, Any], None] | None, json_extra: tuple[str, ...], backends: bool) -> None:
+    """Config file + flag overrides -> pre-flight checks (before Prefect and Spark start) -> the flow -> tables."""
+    from skycurate.flows._preflight import preflight
+    from skycurate.schemas.config import load_config
+
+    cfg = load_config(config_model, config_path, overrides)
+    preflight(cfg, _catalog(store))
+    module = flow.partition(":")[0]
+    if backends:
+        from skycurate.flows._backends import local_backends
+
+        # Spark and the local Prefect API start side by side (Prefect not imported before this).
+        started = local_backends(cfg.spark, preload=(module,))
+    else:
+        started = nullcontext()
+    with started:
+        _run_flow(flow_name, _load(flow), store=store, config=cfg, force=force, as_json=as_json, debug=debug,
+                  report=functools.partial(report, cfg=cfg) if report else None, json_extra=json_extra)
+
 
 def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, force: bool, as_json: bool,
               debug: bool, report: Any = None, json_extra: tuple[str, ...] = ()) -> None:
@@ -146,7 +246,7 @@ def _run_flow(flow_name: str, flow_fn: Any, *, store: str | None, config: Any, f
     stdout.print(f"  skycurate datasets read {main['ref']} --store {catalog.url}")
 
 
-def _print_rule_ablation(result: dict) -> None:
+def _print_rule_ablation(result: dict, cfg: Any = None) -> None:
     """Per language, what each quality rule alone would drop (and what it rejected first)."""
     from skycurate.stages.web.ablation import ablation_rows
 
@@ -173,73 +273,30 @@ def _funnel_table(funnel: list[dict]) -> Table:
     return table
 
 
-@run_app.command("hello")
+@_flow_command("hello", "skycurate.schemas.hello:HelloConfig", "skycurate.flows.hello:hello_flow")
 def run_hello(
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
     source: Annotated[Optional[list[str]], typer.Option(
         "--source", help="JSONL file, folder or glob (repeatable). [default: built-in sample]")] = None,
     min_words: Annotated[Optional[int], typer.Option(help="Drop texts with fewer words (CJK chars count one).")] = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Demo flow: JSONL -> Spark length filter -> hello/clean (+ raw, rejected, quarantine)."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.hello import HelloConfig
-
-        cfg = load_config(HelloConfig, config, {"ingest.sources": source or None, "length_filter.min_words": min_words})
-        from skycurate.flows.hello import hello_flow, pin_sources
-
-        pin_sources(cfg.ingest.sources)  # fail on a missing source before Prefect and Spark start
-        _catalog(store).ensure_writable()
-        _run_flow("hello", hello_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+    return {"ingest.sources": source or None, "length_filter.min_words": min_words}
 
 
-@run_app.command("web")
+@_flow_command("web", "skycurate.schemas.web_flow:WebConfig", "skycurate.flows.web_corpus:web_flow",
+               report=_print_rule_ablation, json_extra=("rule_ablation",), backends=True)
 def run_web(
     input: Annotated[Optional[list[str]], typer.Option(
         "--input", "-i", help="WARC/HTML/JSONL/Parquet file, folder or glob (repeatable).")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
     dedup_against: Annotated[Optional[str], typer.Option(
         help="An earlier web/clean version (web/clean@vN) whose pages must not be re-admitted.")] = None,
     quality_model: Annotated[Optional[str], typer.Option(help="fastText quality model (skycurate quality train).")] = None,
     url_blocklist: Annotated[Optional[str], typer.Option(help="File of blocked domains/URL parts, one a line.")] = None,
     keyword_blocklist: Annotated[Optional[str], typer.Option(help="File of blocked keywords, one a line.")] = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """SkyPile web corpus: extract, language ID, quality and safety filters, boilerplate, dedup, classifier."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.web_flow import WebConfig
-
-        cfg = load_config(WebConfig, config, {
-            "inputs": input or None, "dedup_against": dedup_against, "quality_model.model_path": quality_model,
-            "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist})
-        if not cfg.inputs:
-            raise SkycurateError("no input: pass --input (a folder, file or glob) or set inputs in --config")
-        from skycurate.connectors.web_readers import discover_inputs
-
-        discover_inputs(cfg.inputs)  # fail on a missing input before Prefect and Spark start
-        for path in (cfg.quality_model.model_path, cfg.safety.url_blocklist, cfg.safety.keyword_blocklist):
-            if path is not None and not os.path.isfile(path):
-                raise SkycurateError(f"file not found: {path}")
-        catalog = _catalog(store)
-        catalog.ensure_writable()
-        if cfg.dedup_against:
-            catalog.resolve(cfg.dedup_against)
-        from skycurate.flows._backends import local_backends
-
-        # Spark and the local Prefect API start side by side (Prefect not imported before this).
-        with local_backends(cfg.spark, preload=("skycurate.flows.web_corpus",)):
-            from skycurate.flows.web_corpus import web_flow
-
-            _run_flow("web", web_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug,
-                      report=_print_rule_ablation, json_extra=("rule_ablation",))
+    return {"inputs": input or None, "dedup_against": dedup_against, "quality_model.model_path": quality_model,
+            "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist}
 
 
 BenchmarkOpt = Annotated[Optional[list[str]], typer.Option(
@@ -274,7 +331,21 @@ def _fmt(x: Any, sign: bool = False) -> str:
     return f"{x:+.3f}" if sign else f"{x:.3f}"
 
 
-@run_app.command("decontaminate")
+def _report_contamination(result: dict, cfg: Any) -> None:
+    t = Table(title="contamination per benchmark")
+    for col in ("benchmark", "items", "contaminated", "% items", "docs touched", "% corpus",
+                "docs dropped", "chars removed"):
+        t.add_column(col, justify="left" if col == "benchmark" else "right")
+    for r in result["summary"]:
+        t.add_row(r["benchmark"], f"{r['items']:,}", f"{r['items_contaminated']:,}",
+                  f"{r['pct_items_contaminated']:.2f}", f"{r['docs_touched']:,}",
+                  f"{r['pct_docs_touched']:.3f}", f"{r['docs_rejected']:,}", f"{r['chars_removed']:,}")
+    stdout.print(t)
+
+
+@_flow_command("decontaminate", "skycurate.schemas.leakage_flows:DecontaminateFlowConfig",
+               "skycurate.flows.decontaminate:decontaminate_flow", report=_report_contamination,
+               json_extra=("summary",))
 def run_decontaminate(
     corpus: Annotated[Optional[str], typer.Option(help="Corpus dataset, e.g. web/clean@latest.")] = None,
     benchmark: BenchmarkOpt = None,
@@ -282,46 +353,10 @@ def run_decontaminate(
     mode: Annotated[Optional[str], typer.Option(help="gpt3 (cut 200 chars around matches) or drop_document.")] = None,
     n: Annotated[Optional[int], typer.Option("--n", help="n-gram length in words (Han characters count one).")] = None,
     output: Annotated[Optional[str], typer.Option(help="Name of the cleaned corpus dataset.")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Remove benchmark text from a corpus (n-gram overlap on Spark); list what matched."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.leakage_flows import DecontaminateFlowConfig
-
-        cfg = load_config(DecontaminateFlowConfig, config, {
-            "corpus": corpus, "benchmarks": _benchmark_overrides(benchmark, benchmarks), "output": output,
-            "decontaminate.mode": mode, "decontaminate.n": n})
-        if not cfg.corpus:
-            raise SkycurateError("no corpus: pass --corpus NS/NAME[@VERSION] (e.g. web/clean@latest)")
-        if not cfg.benchmarks:
-            raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
-        from skycurate.connectors.benchmarks import load_benchmark
-
-        for spec in cfg.benchmarks:  # bad files fail here, before Spark and Prefect start
-            load_benchmark(spec, cfg.decontaminate.splits)
-        catalog = _catalog(store)
-        catalog.ensure_writable()
-        catalog.resolve(cfg.corpus)
-        from skycurate.flows.decontaminate import decontaminate_flow
-
-        def report(result: dict) -> None:
-            t = Table(title="contamination per benchmark")
-            for col in ("benchmark", "items", "contaminated", "% items", "docs touched", "% corpus",
-                        "docs dropped", "chars removed"):
-                t.add_column(col, justify="left" if col == "benchmark" else "right")
-            for r in result["summary"]:
-                t.add_row(r["benchmark"], f"{r['items']:,}", f"{r['items_contaminated']:,}",
-                          f"{r['pct_items_contaminated']:.2f}", f"{r['docs_touched']:,}",
-                          f"{r['pct_docs_touched']:.3f}", f"{r['docs_rejected']:,}", f"{r['chars_removed']:,}")
-            stdout.print(t)
-
-        _run_flow("decontaminate", decontaminate_flow, store=store, config=cfg, force=force, as_json=as_json,
-                  debug=debug, report=report, json_extra=("summary",))
+    return {"corpus": corpus, "benchmarks": _benchmark_overrides(benchmark, benchmarks), "output": output,
+            "decontaminate.mode": mode, "decontaminate.n": n}
 
 
 def audit_table(summaries: list[dict]) -> Table:
@@ -341,7 +376,17 @@ def audit_table(summaries: list[dict]) -> Table:
     return t
 
 
-@run_app.command("leakage-audit")
+def _report_audit(result: dict, cfg: Any) -> None:
+    stdout.print(audit_table(result["summaries"]))
+    for s in result["summaries"]:
+        for reason in s["flags"]["reasons"]:
+            stdout.print(f"[bold red]flag[/] {s['benchmark']}: {reason}")
+    ref = result["datasets"]["audit"]
+    stdout.print(f"loss distributions: {ref.uri}/_losses.png")
+
+
+@_flow_command("leakage-audit", "skycurate.schemas.leakage_flows:LeakageAuditFlowConfig",
+               "skycurate.flows.leakage_audit:leakage_audit_flow", report=_report_audit, json_extra=("summaries",))
 def run_leakage_audit(
     model: Annotated[Optional[str], typer.Option(help="Local folder of a causal LM (save_pretrained layout).")] = None,
     benchmark: BenchmarkOpt = None,
@@ -352,100 +397,54 @@ def run_leakage_audit(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Texts per forward pass.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=2, help="Truncate texts to this many tokens.")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Audit a model for benchmark leakage: L_train / L_test / L_ref, Delta1, Delta2, Min-K%."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.leakage_flows import LeakageAuditFlowConfig
-
-        cfg = load_config(LeakageAuditFlowConfig, config, {
-            "model": model, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
+    return {"model": model, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
             "references": _pairs(reference, "--reference"), "audit.engine": engine, "audit.device": device,
-            "audit.batch_size": batch_size, "audit.max_tokens": max_tokens})
-        if not cfg.model:
-            raise SkycurateError("no model: pass --model DIR (a local folder)")
-        if not os.path.isdir(cfg.model):
-            raise SkycurateError(f"model folder not found: {cfg.model}")
-        if not os.path.isfile(os.path.join(cfg.model, "config.json")):
-            raise SkycurateError(f"{cfg.model} is not a model folder (no config.json; save it with save_pretrained)")
-        if not cfg.benchmarks:
-            raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
-        from skycurate.connectors.benchmarks import load_benchmark
-
-        for spec in cfg.benchmarks:  # bad files and missing splits fail here, before Prefect starts
-            have = set(load_benchmark(spec)) | ({"reference"} if spec.name in cfg.references else set())
-            missing = [s for s in ("train", "test", "reference") if s not in have]
-            if missing:
-                raise SkycurateError(
-                    f"benchmark {spec.name}: the audit needs train, test and reference splits; {spec.path} has no "
-                    f"{'/'.join(missing)}" + (" (build a reference with `skycurate run leakage-reference`)"
-                                              if "reference" in missing else ""))
-        catalog = _catalog(store)
-        catalog.ensure_writable()
-        for ref in cfg.references.values():
-            catalog.resolve(ref)
-        from skycurate.flows.leakage_audit import leakage_audit_flow
-
-        def report(result: dict) -> None:
-            stdout.print(audit_table(result["summaries"]))
-            for s in result["summaries"]:
-                for reason in s["flags"]["reasons"]:
-                    stdout.print(f"[bold red]flag[/] {s['benchmark']}: {reason}")
-            ref = result["datasets"]["audit"]
-            stdout.print(f"loss distributions: {ref.uri}/_losses.png")
-
-        _run_flow("leakage-audit", leakage_audit_flow, store=store, config=cfg, force=force, as_json=as_json,
-                  debug=debug, report=report, json_extra=("summaries",))
+            "audit.batch_size": batch_size, "audit.max_tokens": max_tokens}
 
 
-@run_app.command("leakage-reference")
+def _report_reference(result: dict, cfg: Any) -> None:
+    s = result["stats"]
+    stdout.print(f"{s['accepted']} of {s['wanted']} reference items accepted after {s['prompts_sent']} "
+                 f"prompts; rejected: {s['rejected_by_reason'] or 'none'}")
+    stdout.print(f"use it: skycurate run leakage-audit --benchmark {cfg.benchmark.name}=... "
+                 f"--reference {cfg.benchmark.name}={result['datasets']['reference'].label}")
+
+
+@_flow_command("leakage-reference", "skycurate.schemas.leakage_flows:LeakageReferenceFlowConfig",
+               "skycurate.flows.leakage_reference:leakage_reference_flow", report=_report_reference,
+               json_extra=("stats",))
 def run_leakage_reference(
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", "-b", help="NAME=PATH of the benchmark.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Local model folder (transformers) or served model name.")] = None,
     engine: Annotated[Optional[str], typer.Option(help="transformers or openai (an OpenAI-compatible endpoint).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="Endpoint of the openai engine, e.g. http://127.0.0.1:8000/v1.")] = None,
     samples: Annotated[Optional[int], typer.Option(min=1, help="Reference items wanted.")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Build a fresh reference split in a benchmark's style (no n-gram overlap with the benchmark)."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.leakage import parse_benchmark_arg
-        from skycurate.schemas.leakage_flows import LeakageReferenceFlowConfig
+    from skycurate.schemas.leakage import parse_benchmark_arg
 
-        cfg = load_config(LeakageReferenceFlowConfig, config, {
-            "benchmark": parse_benchmark_arg(benchmark).model_dump() if benchmark else None,
+    return {"benchmark": parse_benchmark_arg(benchmark).model_dump() if benchmark else None,
             "reference.model": model, "reference.engine": engine, "reference.base_url": base_url,
-            "reference.samples": samples})
-        if cfg.benchmark is None:
-            raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
-        from skycurate.connectors.benchmarks import load_benchmark
-
-        load_benchmark(cfg.benchmark)
-        _catalog(store).ensure_writable()
-        from skycurate.flows.leakage_reference import leakage_reference_flow
-
-        def report(result: dict) -> None:
-            s = result["stats"]
-            stdout.print(f"{s['accepted']} of {s['wanted']} reference items accepted after {s['prompts_sent']} "
-                         f"prompts; rejected: {s['rejected_by_reason'] or 'none'}")
-            stdout.print(f"use it: skycurate run leakage-audit --benchmark {cfg.benchmark.name}=... "
-                         f"--reference {cfg.benchmark.name}={result['datasets']['reference'].label}")
-
-        _run_flow("leakage-reference", leakage_reference_flow, store=store, config=cfg, force=force,
-                  as_json=as_json, debug=debug, report=report, json_extra=("stats",))
+            "reference.samples": samples}
 
 
-@run_app.command("distill")
+def _report_distill(result: dict, cfg: Any) -> None:
+    s = result["stats"]
+    stdout.print(f"{s['prompts_with_chain']:,} of {s['prompts_in']:,} prompts gave a verified chain "
+                 f"({s['samples_selected']:,} chains selected of {s['samples']:,} samples); "
+                 f"{s['rejected']:,} rejected, {s['quarantined']:,} quarantined")
+    stdout.print(f"tokens: {s['prompt_tokens']:,} prompt + {s['completion_tokens']:,} completion; shards: "
+                 f"{s['shards']['generated']} generated, {s['shards']['reused']} reused")
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1]))
+    stdout.print(f"why prompts gave no chain: {reasons or 'none'}")
+    stdout.print("train on it: datasets.load_dataset('parquet', data_files='<cot/sft uri>/*.parquet') "
+                 "-> the 'messages' column")
+
+
+@_flow_command("distill", "skycurate.schemas.cot:DistillFlowConfig", "skycurate.flows.cot_distill:distill_flow",
+               report=_report_distill, json_extra=("stats",))
 def run_distill(
     prompts: Annotated[Optional[str], typer.Option(
         help="Prompts: a dataset ref (cot/prompts@latest) or JSONL / Parquet files (globs allowed).")] = None,
@@ -461,57 +460,17 @@ def run_distill(
     shard_size: Annotated[Optional[int], typer.Option(min=1, help="Prompts per resumable shard.")] = None,
     benchmark: BenchmarkOpt = None,
     benchmarks: BenchmarksFileOpt = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """CoT distillation: prompts -> teacher samples -> verified chains of adaptive length -> cot/sft."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.cot import DistillFlowConfig
-
-        cfg = load_config(DistillFlowConfig, config, {
-            "prompts": prompts, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
+    return {"prompts": prompts, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
             "teacher.engine": engine, "teacher.model": model, "teacher.base_url": base_url,
             "generate.samples": samples, "generate.sampling.max_new_tokens": max_new_tokens,
             "generate.sampling.temperature": temperature, "generate.shard_size": shard_size,
             "template.template": template.replace("\\n", "\n") if template else None,
-            "template.mode": None if chat is None else ("chat" if chat else "raw")})
-        if not cfg.prompts:
-            raise SkycurateError("no prompts: pass --prompts (a dataset ref or JSONL/Parquet files)")
-        if not cfg.teacher.model:
-            raise SkycurateError("no teacher: pass --model (a local folder, or the served name with --base-url)")
-        if cfg.teacher.engine != "openai" and not Path(cfg.teacher.model).is_dir():
-            raise SkycurateError(f"model folder not found: {cfg.teacher.model} (the {cfg.teacher.engine} engine "
-                                 "loads a local folder; use --engine openai --base-url for a served model)")
-        if cfg.teacher.engine == "openai" and not cfg.teacher.base_url:
-            raise SkycurateError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        from skycurate.connectors.benchmarks import load_benchmark
-
-        for spec in cfg.benchmarks:
-            load_benchmark(spec, cfg.prepare.decontaminate.splits)
-        _catalog(store).ensure_writable()
-        from skycurate.flows.cot_distill import distill_flow
-
-        def report(result: dict) -> None:
-            s = result["stats"]
-            stdout.print(f"{s['prompts_with_chain']:,} of {s['prompts_in']:,} prompts gave a verified chain "
-                         f"({s['samples_selected']:,} chains selected of {s['samples']:,} samples); "
-                         f"{s['rejected']:,} rejected, {s['quarantined']:,} quarantined")
-            stdout.print(f"tokens: {s['prompt_tokens']:,} prompt + {s['completion_tokens']:,} completion; shards: "
-                         f"{s['shards']['generated']} generated, {s['shards']['reused']} reused")
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1]))
-            stdout.print(f"why prompts gave no chain: {reasons or 'none'}")
-            stdout.print("train on it: datasets.load_dataset('parquet', data_files='<cot/sft uri>/*.parquet') "
-                         "-> the 'messages' column")
-
-        _run_flow("distill", distill_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug,
-                  report=report, json_extra=("stats",))
+            "template.mode": None if chat is None else ("chat" if chat else "raw")}
 
 
-@run_app.command("swe")
+@_flow_command("swe", "skycurate.schemas.swe_flow:SweConfig", "skycurate.flows.swe_mining:swe_flow")
 def run_swe(
     repos: Annotated[Optional[list[str]], typer.Option(
         "--repos", "-r", help="Local clone or git URL (repeatable).")] = None,
@@ -522,67 +481,22 @@ def run_swe(
     keep_images: Annotated[Optional[bool], typer.Option(
         "--keep-images/--remove-images", help="Keep instance images after validation.")] = None,
     timeout: Annotated[Optional[int], typer.Option(min=1, help="Seconds a test run may take.")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """SWE task mining: git repos -> issue-fixing changes with tests -> Docker-validated instances."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.swe_flow import SweConfig
-
-        cfg = load_config(SweConfig, config, {
-            "repos": repos or None, "prs": prs, "github": github, "validation.workers": workers,
-            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout})
-        if not cfg.repos:
-            raise SkycurateError("no repository: pass --repos PATH_OR_URL (repeatable)")
-        if cfg.prs and not os.path.isfile(cfg.prs):
-            raise SkycurateError(f"file not found: {cfg.prs}")
-        from skycurate.sandbox.daemon import client
-
-        client()  # a daemon that is down is one clear error, before anything starts
-        catalog = _catalog(store)
-        catalog.ensure_writable()
-        from skycurate.flows.swe_mining import swe_flow
-
-        _run_flow("swe", swe_flow, store=store, config=cfg, force=force, as_json=as_json, debug=debug)
+    return {"repos": repos or None, "prs": prs, "github": github, "validation.workers": workers,
+            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout}
 
 
-@run_app.command("swe-validate-patches")
+@_flow_command("swe-validate-patches", "skycurate.schemas.swe_flow:PatchValidationConfig",
+               "skycurate.flows.swe_patches:swe_validate_patches_flow")
 def run_swe_validate_patches(
     instances: Annotated[Optional[str], typer.Option(help="Validated instances, e.g. swe/instances@latest.")] = None,
     patches: Annotated[Optional[str], typer.Option(
         help="JSONL of candidate patches: instance_id, patch (or model_patch), optional model / id.")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Patches checked in parallel.")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    force: ForceOpt = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Check candidate patches (e.g. agent trajectories): resolved only if every F2P and P2P test passes."""
-    with _errors(debug):
-        from skycurate.schemas.config import load_config
-        from skycurate.schemas.swe_flow import PatchValidationConfig
-
-        cfg = load_config(PatchValidationConfig, config, {
-            "instances": instances, "patches": patches, "validation.workers": workers})
-        if not cfg.instances or not cfg.patches:
-            raise SkycurateError("pass --instances swe/instances@vN and --patches FILE")
-        if not os.path.isfile(cfg.patches):
-            raise SkycurateError(f"file not found: {cfg.patches}")
-        from skycurate.sandbox.daemon import client
-
-        client()
-        catalog = _catalog(store)
-        catalog.ensure_writable()
-        catalog.resolve(cfg.instances)
-        from skycurate.flows.swe_patches import swe_validate_patches_flow
-
-        _run_flow("swe-validate-patches", swe_validate_patches_flow, store=store, config=cfg, force=force,
-                  as_json=as_json, debug=debug)
+    return {"instances": instances, "patches": patches, "validation.workers": workers}
 
 
 @sandbox_app.command("base-image")
@@ -663,75 +577,69 @@ def quality_train(
         stdout.print(out_table)
 
 
-@sample_app.command("web")
+# The options every `skycurate sample` command has, after the command's own.
+_OUTPUT_OPTIONS = _options(("as_json", JsonOpt, False), ("debug", DebugOpt, False))
+
+
+def _sample_command(name: str) -> Callable:
+    """Register ``skycurate sample NAME``: the decorated function writes the sample and returns what
+    to print (``key: value`` lines, or JSON); ``--json`` and ``--debug`` are added here."""
+
+    def register(write: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        def run(*, as_json: bool, debug: bool, **values: Any) -> None:
+            with _errors(debug):
+                _print_info(write(**values), as_json)
+
+        return _command(sample_app, name, write, _OUTPUT_OPTIONS, run)
+
+    return register
+
+
+@_sample_command("web")
 def sample_web(
     out: Annotated[str, typer.Option("--out", help="Folder to write the sample crawl into.")] = "sample",
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Write a small crawl (WARC.gz, HTML, JSONL.zst; EN+ZH; boilerplate, duplicates, spam, broken records)."""
-    with _errors(debug):
-        from skycurate.samples.web import write_sample_crawl
+    from skycurate.samples.web import write_sample_crawl
 
-        sample = write_sample_crawl(out)
-        info = {"inputs": str(sample.inputs), "records": sample.records, "broken": sample.broken,
-                "quality_positive": str(sample.positives), "quality_negative": str(sample.negatives),
-                "url_blocklist": str(sample.url_blocklist), "keyword_blocklist": str(sample.keyword_blocklist)}
-        if as_json:
-            _print_json(info)
-            return
-        for k, v in info.items():
-            stdout.print(f"{k}: {v}")
+    sample = write_sample_crawl(out)
+    return {"inputs": str(sample.inputs), "records": sample.records, "broken": sample.broken,
+            "quality_positive": str(sample.positives), "quality_negative": str(sample.negatives),
+            "url_blocklist": str(sample.url_blocklist), "keyword_blocklist": str(sample.keyword_blocklist)}
 
 
-@sample_app.command("swe")
+@_sample_command("swe")
 def sample_swe(
     out: Annotated[str, typer.Option("--out", help="Folder to write the sample repository into.")] = "sample/swe",
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Write a small git repository with two issue-closing fixes (one valid, one not) and its issues export."""
-    with _errors(debug):
-        from skycurate.samples.swe import write_sample_repo
+    from skycurate.samples.swe import write_sample_repo
 
-        sample = write_sample_repo(out)
-        info = {"repo": str(sample.path), "prs": str(sample.issues)}
-        if as_json:
-            _print_json(info)
-            return
-        for k, v in info.items():
-            stdout.print(f"{k}: {v}")
+    sample = write_sample_repo(out)
+    return {"repo": str(sample.path), "prs": str(sample.issues)}
 
 
-@sample_app.command("cot")
+@_sample_command("cot")
 def sample_cot(
     out: Annotated[str, typer.Option("--out", help="Folder for the teacher model and the prompts.")] = "sample/cot",
     prompts: Annotated[int, typer.Option(min=1, help="Good prompts to write (5 bad rows follow).")] = 300,
     quick: Annotated[bool, typer.Option("--quick", help="A much weaker teacher trained in seconds (tests).")] = False,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Train a tiny arithmetic teacher on CPU (~2-3 min; reused when present) and write a prompts JSONL for it."""
-    with _errors(debug):
-        from skycurate.samples import cot
+    from skycurate.samples import cot
 
-        folder = Path(out) / ("teacher-quick" if quick else "teacher")
-        if not (folder / "teacher.json").is_file():
-            cfg = (cot.TeacherConfig(hidden=64, layers=2, heads=2, intermediate=128, batch_size=16, lr=4e-3)
-                   if quick else cot.TeacherConfig())
-            with err.status("training the arithmetic teacher on CPU (one thread)…"):
-                cot.train_teacher(folder, n_train=2400 if quick else 38400, config=cfg,
-                                  kinds=("add",) if quick else cot.DEFAULT_KINDS)
-        summary = cot.write_prompts(Path(out) / "prompts.jsonl", prompts, seed=11,
-                                    kinds=("add",) if quick else cot.DEFAULT_KINDS,
-                                    exclude=cot.training_questions(folder))
-        info = {"teacher": str(folder), "prompts": str(summary.path), "rows": summary.rows,
-                "bad": summary.bad, "by_level": summary.by_level, "template": cot.PROMPT_TEMPLATE}
-        if as_json:
-            _print_json(info)
-            return
-        for k, v in info.items():
-            stdout.print(f"{k}: {v}")
+    folder = Path(out) / ("teacher-quick" if quick else "teacher")
+    if not (folder / "teacher.json").is_file():
+        cfg = (cot.TeacherConfig(hidden=64, layers=2, heads=2, intermediate=128, batch_size=16, lr=4e-3)
+               if quick else cot.TeacherConfig())
+        with err.status("training the arithmetic teacher on CPU (one thread)…"):
+            cot.train_teacher(folder, n_train=2400 if quick else 38400, config=cfg,
+                              kinds=("add",) if quick else cot.DEFAULT_KINDS)
+    summary = cot.write_prompts(Path(out) / "prompts.jsonl", prompts, seed=11,
+                                kinds=("add",) if quick else cot.DEFAULT_KINDS,
+                                exclude=cot.training_questions(folder))
+    return {"teacher": str(folder), "prompts": str(summary.path), "rows": summary.rows,
+            "bad": summary.bad, "by_level": summary.by_level, "template": cot.PROMPT_TEMPLATE}
 
 
 # ---- datasets ----------------------------------------------------------------------------
@@ -763,8 +671,7 @@ def datasets_ls(store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOp
 
 
 @datasets_app.command("show")
-def datasets_show(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
-                  store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def datasets_show(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Show a version's manifest: rows, files, parents, producer, funnel, schema."""
     with _errors(debug):
         catalog = _catalog(store)
@@ -800,8 +707,7 @@ def _pinned_by(parent) -> str:
 
 
 @datasets_app.command("lineage")
-def datasets_lineage(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
-                     store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def datasets_lineage(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Show the tree of inputs a version was made from."""
     with _errors(debug):
         node = _catalog(store).lineage(ref)
@@ -826,7 +732,7 @@ def datasets_lineage(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@la
 
 
 @datasets_app.command("read")
-def datasets_read(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
+def datasets_read(ref: RefArg,
                   limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Rows to print.")] = 10,
                   columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns.")] = None,
                   store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
@@ -852,8 +758,7 @@ def datasets_read(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@lates
 
 
 @datasets_app.command("verify")
-def datasets_verify(ref: Annotated[str, typer.Argument(help="ns/name[@vNNNN|@latest]")],
-                    store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def datasets_verify(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Re-hash every file and re-count rows against the manifest; exit 1 if anything differs."""
     with _errors(debug):
         catalog = _catalog(store)

@@ -208,3 +208,17 @@ def test_new_prompts_version_generates_only_the_new_shards(transformers_run, tea
     old = {(r["prompt_id"], r["sample_index"]): r["completion"] for r in _rows(store, first["datasets"]["generations"]["ref"])}
     new = {(r["prompt_id"], r["sample_index"]): r["completion"] for r in _rows(store, "cot/generations@latest")}
     assert {k: new[k] for k in old} == old and len(new) == len(old) + 4
+
+
+def test_reselecting_with_other_settings_does_not_touch_generation(transformers_run, teacher, prompts, tmp_path):
+    """Generation is its own cached task: a new selection setting reruns verify + select only."""
+    store, first = transformers_run
+    config = tmp_path / "select.yaml"
+    config.write_text("select:\n  alpha: 0.5\n")
+    out = _distill("--prompts", str(prompts.path), "--engine", "transformers", "--model", str(teacher), *COMMON,
+                   "--store", store, "--config", str(config))
+    assert out["datasets"]["samples"]["ref"] == first["datasets"]["samples"]["ref"]    # the generate task was cached
+    assert out["datasets"]["sft"]["ref"] != first["datasets"]["sft"]["ref"]            # selection ran again
+    assert out["stats"]["shards"] == first["stats"]["shards"]
+    assert out["stats"]["prompts_in"] == out["stats"]["prompts_with_chain"] + out["stats"]["rejected"] + \
+        out["stats"]["quarantined"]

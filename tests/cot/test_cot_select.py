@@ -456,7 +456,7 @@ def test_spark_wrapper_matches_pure_function(spark, corpus, selected):
 
 
 def test_chart_is_png(selected):
-    from skycurate.reporting_cot import cot_charts_png
+    from skycurate.reporting.cot import cot_charts_png
 
     png = cot_charts_png(selected, "CoT selection (test)")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -11,13 +11,11 @@ from pydantic import ValidationError
 
 from skycurate.errors import StageContractError
 from skycurate.schemas.cot_verify import VERIFY_FIELDS, VerifyConfig
-from skycurate.stages.cot import verify as V
-from skycurate.stages.cot.verify import (
-    VERIFY,
-    extract_answer,
-    is_equivalent,
-    verify_batch,
-)
+from skycurate.stages.cot import compare as C
+from skycurate.stages.cot import math_pool as P
+from skycurate.stages.cot.answers import extract_answer
+from skycurate.stages.cot.compare import is_equivalent
+from skycurate.stages.cot.verify import VERIFY, verify_batch
 
 CFG = VerifyConfig(workers=2)
 # sympy evaluates this tower for far longer than any timeout (measured: > 10 s, ~80 MB).
@@ -27,7 +25,7 @@ SLOW = "9^{9^{9^{9}}}"
 @pytest.fixture(scope="module", autouse=True)
 def _stop_workers():
     yield
-    V.shutdown_pool()
+    P.shutdown_pool()
 
 
 def _batch(rows: list[tuple]) -> pa.RecordBatch:
@@ -238,7 +236,7 @@ def test_math_cheap_paths_do_not_use_workers(monkeypatch):
     def no_pool(cfg):
         raise AssertionError("the worker pool must not be used")
 
-    monkeypatch.setattr(V, "_get_pool", no_pool)
+    monkeypatch.setattr(C, "_get_pool", no_pool)
     assert is_equivalent("x^2 + 1", "x^2+1", "math", CFG) == (True, "exact")
     assert is_equivalent("1/2", "0.5", "math", CFG) == (True, "numeric")
     assert is_equivalent("2", "3", "math", CFG) == (False, "numeric")
@@ -277,8 +275,8 @@ def test_timeout_kills_the_worker_and_the_pool_keeps_working():
         (r"\boxed{\frac{1}{2}}", "0.5", "math"),
         (r"\boxed{\frac{2}{3}}", "0.5", "math"),
     ])
-    V._get_pool(cfg).compare([("1", "1")], 30.0)  # workers up, so only the comparisons are timed
-    pids = set(V._get_pool(cfg).worker_pids)
+    P._get_pool(cfg).compare([("1", "1")], 30.0)  # workers up, so only the comparisons are timed
+    pids = set(P._get_pool(cfg).worker_pids)
     t0 = time.monotonic()
     out = verify_batch(batch, cfg).to_pydict()
     elapsed = time.monotonic() - t0
@@ -287,7 +285,7 @@ def test_timeout_kills_the_worker_and_the_pool_keeps_working():
     assert out["verify_method"] == ["math_verify"] * 3
     assert elapsed < 10, elapsed
     # the stuck worker was killed and replaced; the pool answers again
-    assert len(pids - set(V._get_pool(cfg).worker_pids)) == 1
+    assert len(pids - set(P._get_pool(cfg).worker_pids)) == 1
     assert is_equivalent(r"\sqrt{4}", "2", "math", VerifyConfig(workers=2)) == (True, "math_verify")
 
 
@@ -327,13 +325,13 @@ def test_default_answer_type_fills_null_types():
 
 def test_one_pool_call_per_batch_with_distinct_pairs(monkeypatch):
     calls = []
-    real = V.MathVerifyPool.compare
+    real = P.MathVerifyPool.compare
 
     def spy(self, pairs, timeout_s):
         calls.append(list(pairs))
         return real(self, pairs, timeout_s)
 
-    monkeypatch.setattr(V.MathVerifyPool, "compare", spy)
+    monkeypatch.setattr(P.MathVerifyPool, "compare", spy)
     rows = [(r"\boxed{\frac{1}{2}}", "0.5", "math")] * 4 + [(r"\boxed{\frac{1}{3}}", "0.5", "math")] * 2
     out = verify_batch(_batch(rows), CFG)
     assert out.column("correct").to_pylist() == [True] * 4 + [False] * 2

@@ -39,18 +39,14 @@ from skycurate.schemas.swe import (
     MiningConfig,
     RepoFilter,
 )
-from skycurate.stages.swe.mining import (
-    check_repo,
-    detect_license,
-    fetch_github_metadata,
-    is_test_path,
-    main_language,
-    mine_on_spark,
-    mine_repo,
+from skycurate.stages.swe.closing_refs import (
     parse_closing_refs,
     pr_number_from_message,
     strip_closing_refs,
 )
+from skycurate.stages.swe.mining import fetch_github_metadata, mine_on_spark, mine_repo
+from skycurate.stages.swe.patch_split import is_test_path
+from skycurate.stages.swe.repo_info import check_repo, detect_license, main_language
 
 CFG = MiningConfig()
 

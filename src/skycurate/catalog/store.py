@@ -31,6 +31,7 @@ import re
 import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import fsspec
@@ -46,6 +47,7 @@ from skycurate.catalog.refs import LATEST, DatasetRef, check_name, parse_ref, ve
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
                                        spark_url, write_into)
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
+from skycurate.localfs import write_atomic
 
 STORE_ENV = "SKYCURATE_STORE"
 DEFAULT_STORE = "./store"
@@ -155,6 +157,40 @@ class Catalog:
         """Paths (within this store's filesystem) of the version's Parquet files, in manifest order."""
         ref = self.resolve(ref)
         return [self._path(ref.name, ref.version, f.path) for f in self.manifest(ref).files]
+
+    def attachment(self, ref: str | DatasetRef, name: str) -> bytes:
+        """The bytes of a file attached to a published version (e.g. its ``_funnel.png``)."""
+        ref = self.resolve(ref)
+        if name not in {a.path for a in self.manifest(ref).attachments}:
+            raise DatasetNotFound(f"{ref.label} has no attachment {name!r}")
+        return self.fs.cat_file(self._path(ref.name, ref.version, name))
+
+    WORK_DIR, CACHE_DIR = "_work", "_cache"
+
+    def work_dir(self, *parts: str) -> Path:
+        """A local folder for a job's resumable journal (finished shards, results, logs).
+
+        Journals are plain local files that are appended to one by one, which object stores do
+        badly; so for a local store they live inside it (``<store>/_work/...``, deleted with it),
+        and for a remote store under ``$SKYCURATE_WORK_DIR`` (default ``~/.cache/skycurate/work``)
+        in a folder named after the store. A rerun on the same machine resumes from it.
+        """
+        return self._local_dir(self.WORK_DIR, "SKYCURATE_WORK_DIR", parts)
+
+    def cache_dir(self, *parts: str) -> Path:
+        """Like ``work_dir`` for caches that outlive one run (e.g. git clones): ``<store>/_cache/...``
+        locally, ``$SKYCURATE_CACHE_DIR`` (default ``~/.cache/skycurate/cache``) for remote stores."""
+        return self._local_dir(self.CACHE_DIR, "SKYCURATE_CACHE_DIR", parts)
+
+    def _local_dir(self, kind: str, env: str, parts: tuple[str, ...]) -> Path:
+        for p in parts:
+            if not p or p in (".", "..") or "/" in p or "\\" in p:
+                raise ValueError(f"bad {kind} folder part {p!r}")
+        if self.is_local:
+            return Path(self.root, kind, *parts)
+        home = os.environ.get(env) or os.path.join(os.path.expanduser("~"), ".cache", "skycurate", kind.strip("_"))
+        store_key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        return Path(home, store_key, *parts)
 
     # ---- reading -------------------------------------------------------------------------
     def _check_readable(self) -> None:
@@ -386,24 +422,21 @@ class Catalog:
                 schema=schema_to_json(arrow_schema), files=files, attachments=attached, parents=parent_list,
                 producer=producer, stats=stats_dict,
             )
+            staged = _Staged(base, staging, version, manifest)
             if self._pending is not None:  # committed when the all_or_nothing block ends cleanly
-                self._pending[(name, version)] = _Staged(base, staging, version, manifest)
+                self._pending[(name, version)] = staged
                 deferred = True
                 return self._ref(name, version)
-            self._commit(base, staging, version, manifest)
+            self._commit_staged(name, staged)
             committed = True
         except SkycurateError:
             raise
         except Exception as e:
             raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
         finally:
-            if not deferred:
-                if self.fs.exists(staging):
-                    self.fs.rm(staging, recursive=True)
-                self._remove_if_empty(posixpath.dirname(staging))
-                if not committed:  # a failed first publish leaves no empty dataset folder
-                    self._remove_if_empty(base)
-        self._update_latest(name)
+            if not deferred and not committed:
+                self._drop_staging(staging)
+                self._remove_if_empty(base)  # a failed first publish leaves no empty dataset folder
         return self._ref(name, version)
 
     @contextlib.contextmanager
@@ -428,21 +461,28 @@ class Catalog:
             raise
         pending, self._pending = self._pending, None
         for (name, _), staged in pending.items():
-            try:
-                self._commit(staged.base, staged.staging, staged.version, staged.manifest)
-            except Exception as e:
-                raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
-            finally:
-                if self.fs.exists(staged.staging):
-                    self.fs.rm(staged.staging, recursive=True)
-                self._remove_if_empty(posixpath.dirname(staged.staging))
-            self._update_latest(name)
+            self._commit_staged(name, staged)
+
+    def _commit_staged(self, name: str, staged: "_Staged") -> None:
+        """Make a staged version visible, drop its staging folder and move ``_latest``."""
+        try:
+            self._commit(staged.base, staged.staging, staged.version, staged.manifest)
+        except SkycurateError:
+            raise
+        except Exception as e:
+            raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
+        finally:
+            self._drop_staging(staged.staging)
+        self._update_latest(name)
+
+    def _drop_staging(self, staging: str) -> None:
+        if self.fs.exists(staging):
+            self.fs.rm(staging, recursive=True)
+        self._remove_if_empty(posixpath.dirname(staging))
 
     def _discard(self, staged: "_Staged") -> None:
         """Remove a staged version and release its claimed number."""
-        if self.fs.exists(staged.staging):
-            self.fs.rm(staged.staging, recursive=True)
-        self._remove_if_empty(posixpath.dirname(staged.staging))
+        self._drop_staging(staged.staging)
         claim = posixpath.join(staged.base, CLAIMS_DIR, staged.version)
         if self.fs.exists(claim):
             self.fs.rm(claim)
@@ -488,10 +528,7 @@ class Catalog:
 
     def _write_atomic(self, path: str, payload: bytes) -> None:
         if self.is_local:
-            tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            with open(tmp, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, path)
+            write_atomic(path, payload)
         else:
             self.fs.pipe_file(path, payload)  # a single put is atomic on object stores
 

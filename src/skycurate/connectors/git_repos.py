@@ -407,13 +407,46 @@ class GitRepo:
         return data.decode("utf-8", "replace")
 
 
+def _is_repo(path: Path) -> bool:
+    return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
+
+
+def expand_repo_specs(specs: Iterable[str]) -> list[str]:
+    """URLs as they are; a local repository as it is; a glob (``~/src/*``) or a folder that is not
+    itself a repository (``~/clones``) -> the repositories directly inside it, sorted. Each
+    repository once, in the order first named. A glob or folder holding none raises ``RepoError``
+    (saying so beats mining nothing)."""
+    import glob
+
+    out: list[str] = []
+    for spec in specs:
+        spec = os.fspath(spec)
+        if is_git_url(spec):
+            found = [spec]
+        elif glob.has_magic(spec):
+            found = [p for p in sorted(glob.glob(os.path.expanduser(spec))) if _is_repo(Path(p))]
+            if not found:
+                raise RepoError(f"repositories {spec}: the pattern matches no git repository")
+        else:
+            path = Path(spec).expanduser()
+            if path.is_dir() and not _is_repo(path):
+                found = [str(p) for p in sorted(path.iterdir()) if p.is_dir() and _is_repo(p)]
+                if not found:
+                    raise RepoError(f"repository {spec}: not a git repository, and no folder in it is one")
+            else:
+                found = [spec]
+        out += [f for f in found if f not in out]
+    return out
+
+
 def pin_repos(specs: list[str], cache_dir: str) -> list[RepoPin]:
-    """Resolve (clone or fetch) each repository once and pin it by a hash of all its refs.
+    """Resolve (clone or fetch) each repository once and pin it by a hash of all its refs; a glob
+    or a folder of clones stands for every repository in it (``expand_repo_specs``).
 
     A repository that cannot be resolved gets ``head=None``: mining records the failure.
     """
     out = []
-    for spec in specs:
+    for spec in expand_repo_specs(specs):
         try:
             handle = resolve_repo(spec, cache_dir)
         except RepoError:

@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 
 from skycurate.errors import SkycurateError
+from skycurate.localfs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +234,7 @@ class GitHubClient:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"url": url, "etag": etag, "link": link, "body": body}), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, json.dumps({"url": url, "etag": etag, "link": link, "body": body}))
 
     # ---- requests
 

@@ -3,14 +3,14 @@
 A dataset task returns ``DatasetRef``s (or a dict of them). It is skipped when its inputs
 (resolved parent versions, config, source fingerprints), its code version and the store
 are unchanged: the cache key hashes exactly those. Cache records live inside a local store
-(``<store>/_prefect/cache``), so deleting the store forgets them too; and a cached result
+(``<store>/_cache/prefect``; for a remote store a local folder named after it), so deleting
+a local store forgets them too; and a cached result
 whose datasets are gone is recomputed rather than trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -25,26 +25,14 @@ from pydantic import BaseModel
 
 import skycurate
 from skycurate.catalog import Catalog, DatasetRef, Producer
+from skycurate.flows._code import code_version, task_code_modules
 from skycurate.schemas.config import SparkConfig
 from skycurate.stages.accounting import FunnelStep
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR = "_prefect/cache"
 _CODE_VERSIONS: dict[str, str] = {}
-
-
-def code_version(modules: Iterable[str]) -> str:
-    """Package version plus a hash of the source of the modules (or packages) a task runs."""
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        mod = importlib.import_module(name)
-        origin = Path(mod.__file__)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for f in files:
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return f"{skycurate.__version__}+{h.hexdigest()[:12]}"
+_CODE_MODULES: dict[str, frozenset[str]] = {}  # task name -> the modules its code version hashes
 
 
 def canonical(value: Any) -> Any:
@@ -77,17 +65,22 @@ class DatasetCachePolicy(CachePolicy):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def dataset_task(*, code: Iterable[str], name: str | None = None, **task_options: Any) -> Callable:
+def dataset_task(*, code: Iterable[str] = (), name: str | None = None, **task_options: Any) -> Callable:
     """Make a Prefect task out of a function ``(store, ...) -> DatasetRef | dict[str, DatasetRef]``.
 
-    ``code`` names the modules whose source defines what the task computes: editing any of
-    them changes the code version and so invalidates the cache.
+    Its code version hashes the source of the modules that define what the task computes,
+    derived from the function (``_code.task_code_modules``: its own module, what its code
+    uses and their skycurate imports, catalog and Prefect plumbing left out): editing any of
+    them invalidates the cache. ``code`` names extra modules the derivation cannot see (a
+    package: every module below it).
     """
 
     def wrap(fn: Callable) -> Any:
-        version = code_version([fn.__module__, *code])
+        modules = task_code_modules(fn, code)
+        version = code_version(modules)
         task_name = name or fn.__name__
         _CODE_VERSIONS[task_name] = version
+        _CODE_MODULES[task_name] = modules
         return task(name=task_name, cache_policy=DatasetCachePolicy(code=version), persist_result=True,
                     **task_options)(fn)
 
@@ -109,8 +102,7 @@ def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, 
     """Run a dataset task with the store's cache; ``force`` recomputes and refreshes the cache."""
     catalog = Catalog(store)
     policy = dataset_task_obj.cache_policy
-    if catalog.is_local:
-        policy = policy.configure(key_storage=str(Path(catalog.root) / CACHE_DIR))
+    policy = policy.configure(key_storage=str(catalog.cache_dir("prefect")))
     configured = dataset_task_obj.with_options(cache_policy=policy, refresh_cache=True if force else None)
     result = configured(store=store, **inputs)
     if not force and not all(catalog.exists(ref) for ref in iter_refs(result)):
@@ -167,3 +159,14 @@ def attach_chart_artifact(flow_name: str, png: bytes) -> None:
     data = base64.b64encode(png).decode()
     create_markdown_artifact(key=f"{flow_name}-funnel-chart", markdown=f"![{flow_name} funnel](data:image/png;base64,{data})",
                              description=f"Stage funnel chart of the {flow_name} flow.")
+
+
+def attach_run_report(flow_name: str, catalog: Catalog, ref: DatasetRef, chart: str | None = None) -> list[dict]:
+    """The run's funnel (from ``ref``'s manifest) and, when named, its attached chart, as
+    artifacts on the flow run; returns the funnel."""
+    funnel = catalog.manifest(ref).stats.get("funnel") or []
+    if funnel:
+        attach_funnel_artifact(flow_name, funnel)
+    if chart:
+        attach_chart_artifact(flow_name, catalog.attachment(ref, chart))
+    return funnel

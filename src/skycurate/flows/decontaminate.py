@@ -20,28 +20,21 @@ from prefect import flow
 
 from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.errors import SkycurateError
-from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
+from skycurate.flows._preflight import preflight
+from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task, funnel_stats,
                                       run_dataset_task)
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
 from skycurate.schemas.leakage_flows import DecontaminateFlowConfig
 from skycurate.spark import get_spark, read_dataset
+from skycurate.stages.accounting import FunnelStep
 
 NAMESPACE = "leakage"
 STAGE = "decontaminate"
 
 
-def _accounting(n_input: int, n_kept: int, n_rejected: int) -> list[dict[str, Any]]:
-    if n_input != n_kept + n_rejected:
-        from skycurate.stages.accounting import AccountingError
-
-        raise AccountingError(f"decontaminate: {n_input:,} documents in but {n_kept:,} kept + "
-                              f"{n_rejected:,} rejected; nothing published")
-    return [{"stage": STAGE, "rows_in": n_input, "rows_out": n_kept, "rejected": n_rejected, "quarantined": 0}]
-
-
-@dataset_task(code=["skycurate.stages.leakage", "skycurate.connectors.benchmarks", "skycurate.reporting"])
+@dataset_task()
 def decontaminate(store: str, corpus: DatasetRef, benchmarks: list[BenchmarkSpec],
                   files: BenchmarkPins, cfg: DecontaminateConfig, output: str,
                   spark: SparkConfig) -> dict[str, DatasetRef]:
@@ -75,11 +68,10 @@ def decontaminate(store: str, corpus: DatasetRef, benchmarks: list[BenchmarkSpec
                                                 {"summary": per_benchmark, "index": index_stats,
                                                  "corpus": corpus.label})
             clean = annotated.filter(F.col("reject_reason").isNull()).drop("reject_stage", "reject_reason")
-            funnel_holder: dict[str, Any] = {}
 
             def stats(n_kept: int) -> dict[str, Any]:
-                funnel_holder["funnel"] = _accounting(n_input, n_kept, n_rejected)
-                return {"funnel": funnel_holder["funnel"], "input": n_input, "kept": n_kept, "rejected": n_rejected,
+                step = FunnelStep(stage=STAGE, rows_in=n_input, rows_out=n_kept, rejected=n_rejected)
+                return {**funnel_stats(None, step), "input": n_input, "kept": n_kept, "rejected": n_rejected,
                         "summary": per_benchmark, "decontaminate": cfg.model_dump(mode="json")}
 
             chart = funnel_chart_png([{"stage": "corpus", "rows_in": n_input, "rows_out": n_input},
@@ -96,19 +88,12 @@ def decontaminate_flow(store: str | None = None, config: DecontaminateFlowConfig
     """Corpus version minus benchmark n-grams (GPT-3 recipe or whole-document drop)."""
     store = normalize_store(store)
     cfg = config
-    if not cfg.corpus:
-        raise SkycurateError("no corpus: pass --corpus NS/NAME@VERSION (e.g. web/clean@latest)")
-    if not cfg.benchmarks:
-        raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
     catalog = Catalog(store)
+    preflight(cfg, catalog)
     corpus = catalog.resolve(cfg.corpus)
     output = cfg.output_name(corpus.name)
     final = run_dataset_task(decontaminate, store=store, force=force, corpus=corpus, benchmarks=cfg.benchmarks,
                              files=pin_benchmarks(cfg.benchmarks), cfg=cfg.decontaminate, output=output,
                              spark=cfg.spark)
-    manifest = catalog.manifest(final["clean"])
-    funnel = manifest.stats["funnel"]
-    attach_funnel_artifact("decontaminate", funnel)
-    attach_chart_artifact("decontaminate", catalog.fs.cat_file(
-        f"{catalog.root}/{final['clean'].name}/{final['clean'].version}/_funnel.png"))
-    return {"datasets": final, "funnel": funnel, "summary": manifest.stats["summary"]}
+    funnel = attach_run_report("decontaminate", catalog, final["clean"], chart="_funnel.png")
+    return {"datasets": final, "funnel": funnel, "summary": catalog.manifest(final["clean"]).stats["summary"]}

@@ -16,7 +16,8 @@ from prefect import flow
 from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.catalog.pins import FilePin, pin_file
 from skycurate.connectors.jsonl import expand_sources, read_jsonl, to_tables
-from skycurate.flows._runtime import (attach_funnel_artifact, current_producer, dataset_task, funnel_stats,
+from skycurate.flows._preflight import preflight
+from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task, funnel_stats,
                                       run_dataset_task)
 from skycurate.schemas.hello import QUARANTINE_SCHEMA, RAW_SCHEMA, HelloConfig, IngestConfig, LengthFilterConfig
 from skycurate.schemas.config import SparkConfig
@@ -38,7 +39,7 @@ def pin_sources(patterns: list[str]) -> list[FilePin]:
     return [pin_file(p, label=str(p)) for p in expand_sources(patterns)]
 
 
-@dataset_task(code=["skycurate.connectors.jsonl", "skycurate.schemas.hello"])
+@dataset_task()
 def ingest(store: str, sources: list[FilePin], cfg: IngestConfig) -> dict[str, DatasetRef]:
     reads = [read_jsonl(Path(s.path), s.label, cfg.text_field) for s in sources]
     raw, quarantine = to_tables(reads, RAW_SCHEMA, QUARANTINE_SCHEMA)
@@ -46,13 +47,15 @@ def ingest(store: str, sources: list[FilePin], cfg: IngestConfig) -> dict[str, D
                       quarantined=quarantine.num_rows)
     parents = [s.parent() for s in sources]
     catalog, producer = Catalog(store), current_producer(cfg)
-    return {
-        "raw": catalog.publish("hello/raw", raw, parents, producer, funnel_stats(None, step)),
-        "quarantine": catalog.publish("hello/quarantine", quarantine, parents, producer, {"quarantined": quarantine.num_rows}),
-    }
+    with catalog.all_or_nothing():
+        return {
+            "raw": catalog.publish("hello/raw", raw, parents, producer, funnel_stats(None, step)),
+            "quarantine": catalog.publish("hello/quarantine", quarantine, parents, producer,
+                                          {"quarantined": quarantine.num_rows}),
+        }
 
 
-@dataset_task(code=["skycurate.stages.hello", "skycurate.stages.base", "skycurate.stages.accounting"])
+@dataset_task()
 def clean(store: str, raw: DatasetRef, cfg: LengthFilterConfig, spark: SparkConfig) -> dict[str, DatasetRef]:
     catalog, producer = Catalog(store), current_producer(cfg)
     raw_manifest = catalog.manifest(raw)
@@ -74,10 +77,10 @@ def hello_flow(store: str | None = None, config: HelloConfig = HelloConfig(), fo
     """Read the sample (or ``config.ingest.sources``), filter out too-short texts on Spark, publish."""
     store = normalize_store(store)
     cfg = config
+    preflight(cfg, Catalog(store))
     ingested = run_dataset_task(ingest, store=store, force=force, sources=pin_sources(cfg.ingest.sources),
                                 cfg=cfg.ingest)
     cleaned = run_dataset_task(clean, store=store, force=force, raw=ingested["raw"], cfg=cfg.length_filter,
                                spark=cfg.spark)
-    funnel = Catalog(store).manifest(cleaned["clean"]).stats["funnel"]
-    attach_funnel_artifact("hello", funnel)
+    funnel = attach_run_report("hello", Catalog(store), cleaned["clean"])
     return {"datasets": {**ingested, **cleaned}, "funnel": funnel}

@@ -9,7 +9,6 @@ audit config, so a rerun with nothing changed scores nothing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.catalog.pins import ModelFolderPin, pin_model_folder
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.errors import SkycurateError
+from skycurate.flows._preflight import preflight
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.leakage import BenchmarkSpec
 from skycurate.schemas.leakage_audit import REFERENCE, SPLITS, AuditConfig
@@ -33,8 +33,7 @@ def _reference_items(catalog: Catalog, ref: DatasetRef) -> list[tuple[str, str]]
     return list(zip(table["item_id"].to_pylist(), table["text"].to_pylist(), strict=True))
 
 
-@dataset_task(code=["skycurate.stages.leakage", "skycurate.connectors.llm", "skycurate.connectors.benchmarks",
-                    "skycurate.reporting"])
+@dataset_task()
 def audit(store: str, model: ModelFolderPin, model_label: str, benchmarks: list[BenchmarkSpec],
           files: BenchmarkPins, references: dict[str, DatasetRef], cfg: AuditConfig) -> DatasetRef:
     from skycurate.connectors.benchmarks import load_benchmark
@@ -77,14 +76,8 @@ def leakage_audit_flow(store: str | None = None, config: LeakageAuditFlowConfig 
     """Skywork-13B leakage audit: L_train / L_test / L_ref, Delta1 and Delta2 with CIs, Min-K% and friends."""
     store = normalize_store(store)
     cfg = config
-    if not cfg.model:
-        raise SkycurateError("no model: pass --model DIR")
-    if not cfg.benchmarks:
-        raise SkycurateError("no benchmark: pass --benchmark NAME=PATH")
     catalog = Catalog(store)
-    unknown = sorted(set(cfg.references) - {b.name for b in cfg.benchmarks})
-    if unknown:
-        raise SkycurateError(f"reference given for unknown benchmark(s): {', '.join(unknown)}")
+    preflight(cfg, catalog)
     references = {name: catalog.resolve(ref) for name, ref in cfg.references.items()}
     model = pin_model_folder(cfg.model)
     label = cfg.model_label or Path(cfg.model).resolve().name
@@ -132,7 +125,7 @@ def _attach_artifacts(catalog: Catalog, ref: DatasetRef, summaries: list[dict]) 
               "flag": "; ".join(r["flags"]) or "no"} for r in report_rows(summaries)]
     create_table_artifact(key="leakage-audit", table=table,
                           description="Skywork-13B leakage audit: split losses and Deltas (nats/token).")
-    png = catalog.fs.cat_file(os.path.join(catalog.root, ref.name, ref.version, "_losses.png"))
+    png = catalog.attachment(ref, "_losses.png")
     create_markdown_artifact(key="leakage-audit-losses",
                              markdown=f"![losses](data:image/png;base64,{base64.b64encode(png).decode()})",
                              description="Per-item loss distributions of the three splits.")

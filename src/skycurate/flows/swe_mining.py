@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,18 +20,18 @@ from prefect import flow
 from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.catalog.pins import FilePin, RepoPin, pin_file
 from skycurate.connectors.git_repos import pin_repos
-from skycurate.errors import SkycurateError
-from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
-                                      run_dataset_task)
+from skycurate.flows._preflight import preflight
+from skycurate.flows._runtime import attach_run_report, current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.swe import INSTANCE_SCHEMA, REJECTED_SCHEMA, MiningConfig, ValidationConfig
 from skycurate.schemas.swe_flow import SweConfig
+from skycurate.stages.accounting import FunnelStep
 
 NAMESPACE = "swe"
 log = logging.getLogger(__name__)
 
 
-@dataset_task(code=["skycurate.stages.swe.mining", "skycurate.connectors.git_repos", "skycurate.connectors.github_api"])
+@dataset_task()
 def mine(store: str, repos: list[RepoPin], prs: FilePin | None, github: bool,
          cfg: MiningConfig, cache_dir: str, spark: SparkConfig) -> dict[str, DatasetRef]:
     from skycurate.spark import get_spark
@@ -57,30 +56,15 @@ def _ts(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(value))
 
 
-def funnel(n_repos: int, repos_rejected: int, n_candidates: int, outcomes: list[dict]) -> list[dict[str, Any]]:
-    """repos -> candidates -> installable -> validated (rows = repos for the first step, candidates after)."""
-    not_installable = sum(1 for o in outcomes if o["kind"] == "rejected" and o["row"]["stage"] in ("recipe", "install"))
-    invalid = sum(1 for o in outcomes if o["kind"] == "rejected" and o["row"]["stage"] == "validate")
-    installable = n_candidates - not_installable
-    return [
-        {"stage": "repos", "rows_in": n_repos, "rows_out": n_repos - repos_rejected, "rejected": repos_rejected},
-        {"stage": "candidates", "rows_in": n_candidates, "rows_out": n_candidates, "rejected": 0},
-        {"stage": "installable", "rows_in": n_candidates, "rows_out": installable, "rejected": not_installable},
-        {"stage": "validated", "rows_in": installable, "rows_out": installable - invalid, "rejected": invalid},
-    ]
-
-
-@dataset_task(code=["skycurate.stages.swe", "skycurate.sandbox", "skycurate.reporting"])
+@dataset_task()
 def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_repos: int, python: str,
              cfg: ValidationConfig) -> dict[str, DatasetRef]:
     from skycurate.reporting import funnel_chart_png
-    from skycurate.stages.swe.validate import validate_all
+    from skycurate.stages.swe.validate import validate_all, validation_funnel
 
     catalog = Catalog(store)
-    if not catalog.is_local:
-        raise SkycurateError("the swe flow keeps validation logs and its journal in the store: use a local store")
     rows = catalog.open(candidates).to_table().to_pylist()
-    work = Path(catalog.root) / "_work" / NAMESPACE / f"{candidates.name.replace('/', '_')}-{candidates.version}"
+    work = catalog.work_dir(NAMESPACE, f"{candidates.name.replace('/', '_')}-{candidates.version}")
 
     def progress(n: int, total: int, out: dict) -> None:
         row = out["row"]
@@ -94,7 +78,7 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
     mined_rej = catalog.open(mine_rejected).to_table().to_pylist()
     rejected = mined_rej + [o["row"] for o in outcomes if o["kind"] == "rejected"]
     repos_rejected = len({r["repo"] for r in mined_rej if r["stage"] in ("repo", "clone") and r["instance_id"] is None})
-    steps = funnel(n_repos, repos_rejected, len(rows), outcomes)
+    steps = validation_funnel(n_repos, repos_rejected, len(rows), outcomes)
     producer = current_producer(cfg)
     by_reason: dict[str, int] = {}
     for r in rejected:
@@ -105,10 +89,9 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
         extra = [o.get("image_bytes") for o in outcomes if o["kind"] == "instance" and o.get("image_bytes") is not None]
 
         def stats(n: int) -> dict[str, Any]:
-            validated = len(rows) - sum(1 for o in outcomes if o["kind"] == "rejected")
-            if n != validated:
-                raise SkycurateError(f"swe: {len(rows)} candidates but {n} instances + "
-                                     f"{len(rows) - validated} rejected; nothing published")
+            # every candidate is an instance or a rejected row: a lost or invented one stops the publish
+            FunnelStep(stage="swe", rows_in=len(rows), rows_out=n,
+                       rejected=sum(1 for o in outcomes if o["kind"] == "rejected"))
             return {"funnel": steps, "candidates": len(rows), "validated": n, "rejected_by_reason": by_reason,
                     "flaky": {o["row"]["instance_id"]: o.get("flaky") for o in outcomes if o.get("flaky")},
                     "instance_image_extra_bytes": extra, "work": str(work)}
@@ -124,21 +107,16 @@ def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: b
     """Git repositories -> SWE-bench instances validated by running their tests in Docker."""
     store = normalize_store(store)
     cfg = config
-    if not cfg.repos:
-        raise SkycurateError("no repository: pass --repos PATH_OR_URL (repeatable)")
     catalog = Catalog(store)
-    cache_dir = cfg.mining.cache_dir or str(Path(catalog.root) / "_cache" / "git")
+    preflight(cfg, catalog)
+    cache_dir = cfg.mining.cache_dir or str(catalog.cache_dir("git"))
     repos = pin_repos(cfg.repos, cache_dir)
     common = {"store": store, "force": force}
     mined = run_dataset_task(mine, **common, repos=repos, prs=pin_file(cfg.prs),
                              github=cfg.github, cfg=cfg.mining, cache_dir=cache_dir, spark=cfg.spark)
     final = run_dataset_task(validate, **common, candidates=mined["candidates"], mine_rejected=mined["mine_rejected"],
                              n_repos=len(repos), python=cfg.python, cfg=cfg.validation)
-    manifest = catalog.manifest(final["instances"])
-    steps = manifest.stats["funnel"]
-    attach_funnel_artifact("swe", steps)
-    attach_chart_artifact("swe", Path(catalog.root, final["instances"].name, final["instances"].version,
-                                      "_funnel.png").read_bytes())
+    steps = attach_run_report("swe", catalog, final["instances"], chart="_funnel.png")
     return {"datasets": {"instances": final["instances"], "rejected": final["rejected"],
                          "candidates": final["candidates"]}, "funnel": steps}
 

@@ -21,7 +21,8 @@ from typing import Any
 from prefect import flow
 from skycurate.catalog import Catalog, DatasetRef, normalize_store
 from skycurate.catalog.pins import CrawlFilePin, FilePin, pin_crawl_file, pin_file
-from skycurate.flows._runtime import (attach_chart_artifact, attach_funnel_artifact, current_producer, dataset_task,
+from skycurate.flows._preflight import preflight
+from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task,
                                       run_dataset_task)
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
@@ -42,10 +43,7 @@ def pin_inputs(patterns: list[str]) -> list[CrawlFilePin]:
     return [pin_crawl_file(f.path, f.label, f.kind) for f in discover_inputs(patterns)]
 
 
-CODE_ALL = ["skycurate.stages.web", "skycurate.stages.base", "skycurate.stages.accounting"]
-
-
-@dataset_task(code=["skycurate.connectors.web_readers", *CODE_ALL])
+@dataset_task()
 def extract(store: str, inputs: list[CrawlFilePin], reader: ReaderConfig, cfg: ExtractConfig,
             spark: SparkConfig) -> dict[str, DatasetRef]:
     catalog, producer, session = Catalog(store), current_producer(cfg), get_spark(spark)
@@ -57,7 +55,7 @@ def extract(store: str, inputs: list[CrawlFilePin], reader: ReaderConfig, cfg: E
                 "extracted": catalog.publish(f"{NAMESPACE}/extracted", docs, parents, producer)}
 
 
-@dataset_task(code=CODE_ALL)
+@dataset_task()
 def annotate_and_filter(store: str, extracted: DatasetRef, lid: LidConfig, signals: QualitySignalsConfig,
                         safety: SafetyConfig, quality: QualityFilterConfig, boilerplate: BoilerplateConfig,
                         files: dict[str, FilePin | None], spark: SparkConfig) -> DatasetRef:
@@ -72,7 +70,7 @@ def annotate_and_filter(store: str, extracted: DatasetRef, lid: LidConfig, signa
         pipeline.release(session)
 
 
-@dataset_task(code=CODE_ALL)
+@dataset_task()
 def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: MinHashConfig,
           previous_index: DatasetRef | None, spark: SparkConfig) -> DatasetRef:
     catalog = Catalog(store)
@@ -87,7 +85,7 @@ def dedup(store: str, filtered: DatasetRef, exact: ExactDedupConfig, minhash: Mi
         pipeline.release(session)
 
 
-@dataset_task(code=CODE_ALL)
+@dataset_task()
 def classify(store: str, deduped: DatasetRef, cfg: QualityModelConfig, model: FilePin | None,
              spark: SparkConfig) -> DatasetRef:
     catalog, session = Catalog(store), get_spark(spark)
@@ -109,7 +107,7 @@ def _import_charting() -> None:
     import skycurate.reporting  # noqa: F401
 
 
-@dataset_task(code=["skycurate.reporting", *CODE_ALL])
+@dataset_task()
 def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered: DatasetRef, deduped: DatasetRef,
              scored: DatasetRef, previous_index: DatasetRef | None, rejected_preview_chars: int,
              spark: SparkConfig) -> dict[str, DatasetRef]:
@@ -179,6 +177,7 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     store = normalize_store(store)
     cfg = config
     catalog = Catalog(store)
+    preflight(cfg, catalog)
     previous_index = index_for(catalog, cfg.dedup_against) if cfg.dedup_against else None
     lists = {"url_blocklist": pin_file(cfg.safety.url_blocklist),
              "keyword_blocklist": pin_file(cfg.safety.keyword_blocklist),
@@ -197,9 +196,6 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     final = run_dataset_task(finalize, **common, quarantine=got["quarantine"], extracted=got["extracted"],
                              filtered=filtered, deduped=deduped, scored=scored, previous_index=previous_index,
                              rejected_preview_chars=cfg.rejected_preview_chars)
-    manifest = catalog.manifest(final["clean"])
-    funnel = manifest.stats["funnel"]
-    attach_funnel_artifact("web", funnel)
-    attach_chart_artifact("web", catalog.fs.cat_file(f"{catalog.root}/{final['clean'].name}/"
-                                                     f"{final['clean'].version}/_funnel.png"))
-    return {"datasets": final, "funnel": funnel, "rule_ablation": manifest.stats.get("rule_ablation")}
+    funnel = attach_run_report("web", catalog, final["clean"], chart="_funnel.png")
+    return {"datasets": final, "funnel": funnel,
+            "rule_ablation": catalog.manifest(final["clean"]).stats.get("rule_ablation")}

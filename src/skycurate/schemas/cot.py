@@ -43,6 +43,8 @@ from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
 
 NAMESPACE = "cot"
 PROMPTS = f"{NAMESPACE}/prompts"
+SAMPLES = f"{NAMESPACE}/samples"                        # every teacher sample, before verification
+TEMPLATE_REJECTED = f"{NAMESPACE}/template-rejected"    # prompts too long for the teacher's context
 GENERATIONS = f"{NAMESPACE}/generations"
 SFT = f"{NAMESPACE}/sft"
 REJECTED = f"{NAMESPACE}/rejected"

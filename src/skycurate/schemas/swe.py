@@ -152,3 +152,18 @@ REJECTED_SCHEMA = pa.schema([
     pa.field("detail", pa.string()),                            # the error / log tail
     pa.field("log_dir", pa.string()),
 ])
+
+
+PATCH_RESULT_SCHEMA = pa.schema([     # swe/patch_validations: one row per candidate patch
+    pa.field("patch_id", pa.string(), nullable=False),
+    pa.field("instance_id", pa.string(), nullable=False),
+    pa.field("model", pa.string()),
+    pa.field("resolved", pa.bool_(), nullable=False),
+    pa.field("reason", pa.string()),                      # why not resolved (null when resolved)
+    pa.field("f2p_passed", pa.int64()),
+    pa.field("f2p_total", pa.int64()),
+    pa.field("p2p_passed", pa.int64()),
+    pa.field("p2p_total", pa.int64()),
+    pa.field("failing_tests", pa.list_(pa.string())),
+    pa.field("log_path", pa.string()),
+])

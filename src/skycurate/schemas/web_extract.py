@@ -1,4 +1,4 @@
-"""Config models of the web readers (``connectors/web_readers.py``) and HTML extraction (``stages/web/extract.py``)."""
+"""Config models of the web readers (``connectors/web_readers/``) and HTML extraction (``stages/web/extract.py``)."""
 
 from __future__ import annotations
 

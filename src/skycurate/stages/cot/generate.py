@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skycurate.errors import SkycurateError
+from skycurate.localfs import atomic_path
 from skycurate.schemas.cot import GENERATION_SCHEMA
 from skycurate.schemas.generation import SamplingParams
 
@@ -128,9 +128,8 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
             pq.write_table(table, tmp)
             report.files.append(str(tmp))
         else:
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
             report.generated += 1
             report.files.append(str(path))
         if progress:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from skycurate.schemas import cot as S
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
-from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
+from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, FunnelStep
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -127,13 +127,14 @@ def reason_counts(*tables: pa.Table) -> dict[str, int]:
 
 def funnel(n_input: int, n_prepared: int, prep_rejected: int, prep_quarantined: int, n_generated: int,
            too_long: int, engine_failed: int, n_with_chain: int, selection_rejected: int) -> list[dict[str, Any]]:
-    """Prompt counts per step: in, kept, rejected, quarantined."""
-    return [
-        {"stage": S.PREPARE, "rows_in": n_input, "rows_out": n_prepared, "rejected": prep_rejected,
-         "quarantined": prep_quarantined},
-        {"stage": S.TEMPLATE, "rows_in": n_prepared, "rows_out": n_generated, "rejected": too_long, "quarantined": 0},
-        {"stage": S.GENERATE, "rows_in": n_generated, "rows_out": n_generated - engine_failed, "rejected": 0,
-         "quarantined": engine_failed},
-        {"stage": S.SELECT, "rows_in": n_generated - engine_failed, "rows_out": n_with_chain,
-         "rejected": selection_rejected, "quarantined": 0},
+    """Prompt counts per step: in, kept, rejected, quarantined (each step must reconcile)."""
+    steps = [
+        FunnelStep(stage=S.PREPARE, rows_in=n_input, rows_out=n_prepared, rejected=prep_rejected,
+                   quarantined=prep_quarantined),
+        FunnelStep(stage=S.TEMPLATE, rows_in=n_prepared, rows_out=n_generated, rejected=too_long),
+        FunnelStep(stage=S.GENERATE, rows_in=n_generated, rows_out=n_generated - engine_failed,
+                   quarantined=engine_failed),
+        FunnelStep(stage=S.SELECT, rows_in=n_generated - engine_failed, rows_out=n_with_chain,
+                   rejected=selection_rejected),
     ]
+    return [s.model_dump() for s in steps]

@@ -26,20 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skycurate.schemas.cot_select import (
-    BAD_FORMAT,
-    LANGUAGE_MIXED,
-    OVERLONG_PARAGRAPH,
-    REPETITIVE,
-    TRUNCATED,
-    QualityCheckConfig,
-)
+from skycurate.schemas.cot_select import BAD_FORMAT, LANGUAGE_MIXED, OVERLONG_PARAGRAPH, REPETITIVE, TRUNCATED
+from skycurate.schemas.cot_select import QualityCheckConfig
+from skycurate.stages.scripts import HAN, HAN_RE
 
-# CJK unified ideographs, extension A, compatibility ideographs, extensions B..H.
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-HAN_RE = re.compile(f"[{_HAN}]")
 # Repetition tokens: one Han character, a run of other word characters, or one punctuation mark.
-TOKEN_RE = re.compile(rf"[{_HAN}]|[^\W{_HAN}]+|[^\w\s]")
+TOKEN_RE = re.compile(rf"[{HAN}]|[^\W{HAN}]+|[^\w\s]")
 LATIN_WORD_RE = re.compile(r"[A-Za-z\u00C0-\u024F]{2,}")
 # Scripts that are neither Latin nor Han: kana, Hangul, Cyrillic, Greek words, Arabic, Hebrew, Thai,
 # Devanagari. Kana/Hangul count per character (like Han), alphabetic scripts per word.

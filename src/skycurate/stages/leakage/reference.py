@@ -92,3 +92,67 @@ class OverlapScreen:
 
 def sample_id(benchmark: str, prompt_index: int, k: int) -> str:
     return f"{benchmark}-ref-{prompt_index:05d}-{k}"
+
+
+@dataclass
+class ReferenceRun:
+    """What one build produced: accepted items, rejected samples (with reasons), prompts sent."""
+
+    kept: list[dict]
+    rejected: list[dict]
+    sent: int
+
+    def reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.rejected:
+            key = r["reason"].split(":")[0]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def collect_reference(generator, benchmark: str, splits: dict[str, pa.Table], cfg: ReferenceConfig,
+                      progress=None) -> ReferenceRun:
+    """Ask ``generator`` (a ``connectors.llm`` Generator) for items in the style of the benchmark's
+    example splits, in rounds, until ``cfg.samples`` passed the n-gram screen or the prompt budget
+    (``max_requests``, default 4 x samples) is spent. Every sample is accounted for: accepted, or
+    rejected with its reason (engine error, overlap, too short, surplus)."""
+    from skycurate.errors import SkycurateError
+
+    sources = [s for s in cfg.from_splits if s in splits]
+    if not sources:
+        raise SkycurateError(f"benchmark {benchmark}: none of the example splits {cfg.from_splits} exists")
+    examples = [(i, t) for s in sources for i, t in zip(splits[s]["item_id"].to_pylist(),
+                                                        splits[s]["text"].to_pylist(), strict=True) if t]
+    screen = OverlapScreen([t for tbl in splits.values() for t in tbl["text"].to_pylist() if t], cfg.overlap_n)
+    prompts = build_prompts(examples, cfg, cfg.max_requests or 4 * cfg.samples)
+    params = cfg.sampling.model_copy(update={"stop": cfg.stop or cfg.sampling.stop})
+    run = ReferenceRun([], [], 0)
+    while len(run.kept) < cfg.samples and run.sent < len(prompts):
+        wanted = int(1.5 * (cfg.samples - len(run.kept))) + 1
+        wave = prompts[run.sent:run.sent + max(1, min(len(prompts) - run.sent, wanted))]
+        run.sent += len(wave)
+        seed = params.model_copy(update={"seed": cfg.seed + wave[0].index})
+        outputs = generator.generate([p.text for p in wave], seed)
+        for prompt, gens in zip(wave, outputs, strict=True):
+            for k, g in enumerate(gens):
+                if g.error:
+                    run.rejected.append({"prompt_index": prompt.index, "reason": f"engine_error:{g.error[:200]}",
+                                         "text": None})
+                    continue
+                text = g.text.strip()
+                reason = screen.verdict(text, cfg.min_chars)
+                if reason is None and len(run.kept) >= cfg.samples:
+                    reason = "surplus"
+                if reason:
+                    run.rejected.append({"prompt_index": prompt.index, "reason": reason, "text": text})
+                    continue
+                run.kept.append({"item_id": sample_id(benchmark, prompt.index, k), "text": text,
+                                 "prompt_index": prompt.index, "example_ids": prompt.example_ids,
+                                 "engine": generator.name, "finish_reason": g.finish_reason})
+        if progress:
+            progress(len(run.kept), run.sent)
+    if not run.kept:
+        raise SkycurateError(f"reference for {benchmark}: the engine wrote nothing usable in {run.sent} prompts "
+                             f"({len(run.rejected)} rejected; first reasons: "
+                             f"{', '.join(sorted({r['reason'] for r in run.rejected})[:3])})")
+    return run

@@ -31,15 +31,16 @@ keywords. ``hints_text``: the linked issues' comments created before the fix (th
 creation, its first commit and the fix commit), never after.
 
 Every input ends as a candidate or a rejection: ``stats['inputs'] == candidates + rejected``.
+
+This module mines (steps 2, 4, 5) and runs the Spark job (``mine_on_spark``); closing keywords are
+read in ``closing_refs``, the repo filters and version in ``repo_info``, the patch split in
+``patch_split``.
 """
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import logging
-import re
-import tomllib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -62,8 +63,14 @@ from skycurate.schemas.swe import (
     CANDIDATE_SCHEMA,
     REJECTED_SCHEMA,
     MiningConfig,
-    RepoFilter,
 )
+from skycurate.stages.swe.closing_refs import (
+    parse_closing_refs,
+    pr_number_from_message,
+    strip_closing_refs,
+)
+from skycurate.stages.swe.patch_split import _split_change
+from skycurate.stages.swe.repo_info import check_repo, detect_version
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -73,234 +80,6 @@ log = logging.getLogger(__name__)
 STAGE_CLONE = "clone"
 STAGE_REPO = "repo"
 STAGE_MINE = "mine"
-
-# ---------------------------------------------------------------------------------- closing keywords
-
-_KEYWORD = r"(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)"
-_CLOSING = re.compile(
-    rf"(?<![\w/-]){_KEYWORD}(?:\s*:\s*|\s+)"
-    r"(?:(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+)#"
-    r"|#"
-    r"|https?://github\.com/(?P<uowner>[\w.-]+)/(?P<uname>[\w.-]+)/issues/)"
-    r"(?P<num>\d+)\b",
-    re.IGNORECASE)
-_PR_MERGE = re.compile(r"^Merge pull request #(\d+)\b")
-_PR_SQUASH = re.compile(r"\(#(\d+)\)\s*$")
-_TRAILER = re.compile(r"^(?:Signed-off-by|Co-authored-by|Reviewed-by|Acked-by|Change-Id|Cc):", re.IGNORECASE)
-
-
-def parse_closing_refs(text: str | None, repo: str | None = None) -> list[int]:
-    """Issue numbers closed by keywords in ``text`` (``fixes #1``, ``Closes: #2``, ``resolved owner/name#3``,
-    ``fix https://github.com/owner/name/issues/4``), case-insensitive, in order, without duplicates.
-    References to another repository than ``repo`` (``owner/name``) are ignored."""
-    if not text:
-        return []
-    out: list[int] = []
-    for m in _CLOSING.finditer(text):
-        owner, name = m.group("owner") or m.group("uowner"), m.group("name") or m.group("uname")
-        if owner is not None and (repo is None or f"{owner}/{name}".lower() != repo.lower()):
-            continue
-        n = int(m.group("num"))
-        if n not in out:
-            out.append(n)
-    return out
-
-
-def pr_number_from_message(message: str) -> int | None:
-    """The PR number GitHub puts in merge (``Merge pull request #N``) and squash (``Title (#N)``) subjects."""
-    subject = (message or "").splitlines()[0] if message else ""
-    m = _PR_MERGE.match(subject) or _PR_SQUASH.search(subject)
-    return int(m.group(1)) if m else None
-
-
-def strip_closing_refs(text: str | None) -> str:
-    """``text`` without closing-keyword phrases, lines left empty by them, merge-PR lines and trailers."""
-    out = []
-    for line in (text or "").splitlines():
-        if _PR_MERGE.match(line) or _TRAILER.match(line):
-            continue
-        stripped = _CLOSING.sub("", line)
-        if stripped != line:
-            stripped = re.sub(r"\(\s*[,;.]?\s*\)|\[\s*[,;.]?\s*\]", "", stripped)
-            stripped = re.sub(r"\s+([,.;:])", r"\1", stripped).rstrip(" ,;:-")
-            if not re.search(r"\w", stripped):
-                continue
-        out.append(stripped.rstrip())
-    return "\n".join(out).strip()
-
-
-# ---------------------------------------------------------------------------------- test files
-
-TEST_DIRS = frozenset({"test", "tests", "testing", "e2e"})
-
-
-def is_test_path(path: str) -> bool:
-    """SWE-bench's convention, per path component: under ``test/``, ``tests/``, ``testing/`` or ``e2e/``,
-    or a file named ``test_*.py``, ``*_test.py``, ``test.py``, ``tests.py`` or ``conftest.py``
-    (also at the repository root)."""
-    parts = path.replace("\\", "/").split("/")
-    if any(p in TEST_DIRS for p in parts[:-1]):
-        return True
-    base = parts[-1]
-    return (base.endswith(".py") and (base.startswith("test_") or base.endswith("_test.py"))) \
-        or base in ("test.py", "tests.py", "conftest.py")
-
-
-# ---------------------------------------------------------------------------------- repo filters
-
-_EXT_LANG = {
-    ".py": "python", ".pyi": "python", ".pyx": "python",
-    ".js": "javascript", ".jsx": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".ts": "typescript", ".tsx": "typescript", ".go": "go", ".rs": "rust", ".java": "java",
-    ".kt": "kotlin", ".scala": "scala", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
-    ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".cs": "csharp", ".rb": "ruby", ".php": "php",
-    ".swift": "swift", ".m": "objective-c", ".jl": "julia", ".r": "r", ".lua": "lua", ".ex": "elixir",
-    ".exs": "elixir", ".erl": "erlang", ".hs": "haskell", ".clj": "clojure", ".dart": "dart",
-}
-_VENDORED = frozenset({"node_modules", "vendor", "third_party", "thirdparty", "site-packages", "_vendor",
-                       "dist", "build", ".git"})
-
-
-def main_language(paths: Iterable[str]) -> str | None:
-    """The language with the most source files (vendored folders and minified JS left out)."""
-    counts: Counter[str] = Counter()
-    for p in paths:
-        parts = p.split("/")
-        if any(x in _VENDORED for x in parts[:-1]) or p.endswith(".min.js"):
-            continue
-        dot = parts[-1].rfind(".")
-        lang = _EXT_LANG.get(parts[-1][dot:].lower()) if dot > 0 else None
-        if lang:
-            counts[lang] += 1
-    if not counts:
-        return None
-    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-
-
-_LICENSE_FILE = re.compile(r"^(?:un)?(?:licen[cs]e|copying)(?:[.-].*)?$", re.IGNORECASE)
-
-
-def detect_license(text: str | None) -> str | None:
-    """SPDX id of a licence text by its key phrases: MIT, Apache-2.0, BSD-2/3-Clause, GPL-2.0/3.0,
-    LGPL-2.1/3.0, AGPL-3.0, MPL-2.0, ISC, Unlicense; None if none is recognised."""
-    if not text:
-        return None
-    t = " ".join(text.lower().split())
-    head = t[:600]
-    if "gnu affero general public license" in head:
-        return "AGPL-3.0"
-    if "gnu lesser general public license" in head or "gnu library general public license" in head:
-        return "LGPL-3.0" if "version 3" in head else "LGPL-2.1"
-    if "gnu general public license" in head:
-        if "version 3" in head:
-            return "GPL-3.0"
-        if "version 2" in head:
-            return "GPL-2.0"
-    if "apache license" in head and "version 2.0" in head:
-        return "Apache-2.0"
-    if "mozilla public license" in head and "2.0" in head:
-        return "MPL-2.0"
-    if "permission is hereby granted, free of charge" in t:
-        return "MIT"
-    if "redistribution and use in source and binary forms" in t:
-        if "neither the name" in t or "names of its contributors" in t or "name of the copyright holder" in t:
-            return "BSD-3-Clause"
-        return "BSD-2-Clause"
-    if "permission to use, copy, modify, and/or distribute this software" in t \
-            or "permission to use, copy, modify, and distribute this software for any purpose" in t:
-        return "ISC"
-    if "this is free and unencumbered software released into the public domain" in t:
-        return "Unlicense"
-    return None
-
-
-def repo_license(repo: GitRepo, rev: str = "HEAD", files: list[str] | None = None) -> str | None:
-    """Licence of the repo at ``rev``: the first recognised LICENSE*/LICENCE*/COPYING* file at its root."""
-    files = repo.list_files(rev) if files is None else files
-    candidates = sorted((f for f in files if "/" not in f and _LICENSE_FILE.match(f)),
-                        key=lambda f: (not f.lower().startswith("licen"), f))
-    for f in candidates:
-        lic = detect_license(repo.read_file(rev, f))
-        if lic:
-            return lic
-    return None
-
-
-def check_repo(repo: GitRepo, name: str, filters: RepoFilter, rev: str = "HEAD") -> tuple[str, str] | None:
-    """(reason, detail) if the repo is filtered out, else None. Reasons: ``excluded``, ``language``,
-    ``no_tests``, ``license``."""
-    if name.lower() in {e.lower() for e in filters.exclude}:
-        return "excluded", f"{name} is on the exclusion list"
-    files = repo.list_files(rev)
-    if filters.languages:
-        lang = main_language(files)
-        allowed = [x.lower() for x in filters.languages]
-        if lang not in allowed:
-            return "language", f"main language {lang or 'unknown'} not in {allowed}"
-    if filters.require_tests and not any(is_test_path(f) for f in files):
-        return "no_tests", "no test file at HEAD"
-    if filters.licenses is not None:
-        lic = repo_license(repo, rev, files)
-        allowed_lic = {x.lower() for x in filters.licenses}
-        if lic is None or lic.lower() not in allowed_lic:
-            return "license", f"licence {lic or 'unknown'} not in {sorted(filters.licenses)}"
-    return None
-
-
-# ---------------------------------------------------------------------------------- version
-
-_VERSION_FILES = ("__init__.py", "_version.py", "version.py", "__about__.py", "__version__.py")
-_DUNDER_VERSION = re.compile(r"""^__version__\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""", re.MULTILINE)
-_SETUP_VERSION = re.compile(r"""\bversion\s*=\s*["'](\d[^"']*)["']""")
-_MAJOR_MINOR = re.compile(r"^v?(\d+)(?:\.(\d+))?")
-
-
-def _major_minor(version: str | None) -> str | None:
-    m = _MAJOR_MINOR.match((version or "").strip())
-    if not m:
-        return None
-    return f"{m.group(1)}.{m.group(2) or '0'}"
-
-
-def detect_version(repo: GitRepo, rev: str) -> str | None:
-    """``major.minor`` of the project at ``rev`` (SWE-bench's ``version``), found cheaply: a literal version
-    in pyproject.toml / setup.cfg / setup.py, a ``__version__`` in a package's ``__init__``/``_version``
-    module, else the nearest tag; None if none."""
-    text = repo.read_file(rev, "pyproject.toml")
-    if text:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            data = {}
-        project = data.get("project") or {}
-        if isinstance(project.get("version"), str) and "version" not in (project.get("dynamic") or []):
-            return _major_minor(project["version"])
-        poetry = ((data.get("tool") or {}).get("poetry") or {}).get("version")
-        if isinstance(poetry, str) and _major_minor(poetry) and poetry not in ("0.0.0", "0.0.0.dev0"):
-            return _major_minor(poetry)
-    text = repo.read_file(rev, "setup.cfg")
-    if text:
-        cp = configparser.ConfigParser(interpolation=None, strict=False)
-        try:
-            cp.read_string(text)
-            v = cp.get("metadata", "version", fallback=None)
-        except configparser.Error:
-            v = None
-        if v and _major_minor(v):
-            return _major_minor(v)
-    text = repo.read_file(rev, "setup.py")
-    if text:
-        m = _SETUP_VERSION.search(text)
-        if m:
-            return _major_minor(m.group(1))
-    files = [f for f in repo.list_files(rev)
-             if f.count("/") <= 2 and f.rsplit("/", 1)[-1] in _VERSION_FILES and not is_test_path(f)]
-    for f in sorted(files, key=lambda p: (p.count("/"), p))[:12]:
-        m = _DUNDER_VERSION.search(repo.read_file(rev, f) or "")
-        if m and _major_minor(m.group(1)):
-            return _major_minor(m.group(1))
-    return _major_minor(repo.last_tag(rev))
-
 
 # ---------------------------------------------------------------------------------- mining
 
@@ -354,41 +133,6 @@ class _Change:
 def id_prefix(repo: str) -> str:
     """``owner/name`` -> ``owner__name``."""
     return repo.replace("/", "__", 1)
-
-
-def _split_change(repo: GitRepo, base: str, fix: str, cfg: MiningConfig) -> tuple[tuple[str, str, list[str]] | None, str, str]:
-    """((patch, test_patch, test_files), '', '') or (None, reason, detail)."""
-    changes = repo.changed_files(base, fix)
-    if not changes:
-        return None, "empty_diff", f"{base[:12]}..{fix[:12]} changes nothing"
-    text = [c for c in changes if not c.binary]
-    if not text:
-        return None, "binary_only", f"{len(changes)} binary file(s) only"
-    for c in changes:
-        try:
-            c.path.encode("utf-8")
-        except UnicodeEncodeError:
-            return None, "non_utf8_path", f"a file name is not UTF-8: {c.path.encode('utf-8', 'replace')!r}"
-    tests = [c for c in text if is_test_path(c.path)]
-    code = [c for c in text if not is_test_path(c.path)]
-    if not tests:
-        return None, "no_test_change", f"{len(code)} non-test file(s), no test file"
-    if not code:
-        return None, "no_code_change", f"{len(tests)} test file(s), no non-test file"
-    if len(code) > cfg.max_files:
-        return None, "too_many_files", f"{len(code)} non-test files > max_files {cfg.max_files}"
-    if len(tests) > cfg.max_test_files:
-        return None, "too_many_test_files", f"{len(tests)} test files > max_test_files {cfg.max_test_files}"
-    lines = sum(c.added + c.deleted for c in code)
-    if lines > cfg.max_patch_lines:
-        return None, "patch_too_large", f"{lines} changed lines > max_patch_lines {cfg.max_patch_lines}"
-    try:
-        patch = repo.diff(base, fix, [c.path for c in code])
-        test_patch = repo.diff(base, fix, [c.path for c in tests])
-    except UnicodeDecodeError as exc:
-        return None, "non_utf8_diff", f"diff is not UTF-8 ({exc.reason} at byte {exc.start})"
-    return (patch, test_patch, [c.path for c in tests]), "", ""
-
 
 def _issue_text(metadata: RepoMetadata | None, numbers: list[int]) -> str:
     if metadata is None:

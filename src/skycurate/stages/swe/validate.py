@@ -16,17 +16,19 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skycurate.schemas.swe import EnvRecipe, ValidationConfig
-from skycurate.stages.swe.validation import classify
+from skycurate.stages.accounting import FunnelStep
+from skycurate.stages.journal import Journal
+from skycurate.stages.swe.grading import classify
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,40 @@ def _reject(c: dict, stage: str, reason: str, detail: str, log_dir: Path) -> dic
                                         "reason": reason, "detail": (detail or "")[-2000:], "log_dir": str(log_dir)}}
 
 
-def _statuses_or_reason(result, what: str) -> tuple[dict[str, str] | None, str | None, str]:
+@dataclass
+class SuiteRun:
+    """One test run in a fresh container: the statuses, or why there are none."""
+
+    statuses: dict[str, str] | None
+    reason: str | None = None
+    detail: str = ""
+    record: dict[str, Any] | None = None   # for ``runs.json``; None when no test ran (a patch did not apply)
+
+
+def run_suite(tag: str, recipe: EnvRecipe, tests: list[str], patches: list[str], cfg: ValidationConfig,
+              log_path: Path, run: str, what: str, patch_reason: str) -> SuiteRun:
+    """The one runner for gold and candidate patches (SWE-bench's ``run_instance`` idea): apply
+    ``patches``, run the instance's tests, and turn a timeout, an OOM kill, a patch that does not
+    apply (``patch_reason``) or a run without results into a reason."""
+    from skycurate.sandbox.errors import PatchError
+    from skycurate.sandbox.run import run_tests
+
+    try:
+        result = run_tests(tag, patches=patches, test_cmd=recipe.test_cmd, test_files=tests, limits=cfg.limits,
+                           log_path=log_path)
+    except PatchError as e:
+        return SuiteRun(None, patch_reason, str(e))
+    record = {"run": run, "exit": result.exit_code, "seconds": round(result.duration_s, 2),
+              "statuses": result.statuses}
     if result.timed_out:
-        return None, "timeout", f"{what} run killed after the timeout"
+        return SuiteRun(None, "timeout", f"{what} run killed after the timeout", record)
     if result.oom_killed:
-        return None, "out_of_memory", f"{what} run killed by the memory limit"
+        return SuiteRun(None, "out_of_memory", f"{what} run killed by the memory limit", record)
     if not result.statuses:
         tail = "\n".join(result.log_text.strip().splitlines()[-15:])
-        return None, "tests_did_not_run", f"{what} run reported no test results (exit {result.exit_code}):\n{tail}"
-    return result.statuses, None, ""
+        return SuiteRun(None, "tests_did_not_run",
+                        f"{what} run reported no test results (exit {result.exit_code}):\n{tail}", record)
+    return SuiteRun(result.statuses, record=record)
 
 
 def _build(c: dict, recipes: list[EnvRecipe], log_dir: Path) -> tuple[Any, EnvRecipe | None, list[str]]:
@@ -88,9 +115,7 @@ def _build(c: dict, recipes: list[EnvRecipe], log_dir: Path) -> tuple[Any, EnvRe
 def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, python: str = "3.11") -> dict:
     """One candidate -> ``{"kind": "instance"|"rejected", "row": {...}}``. Instance images are removed
     afterwards unless ``cfg.keep_images``."""
-    from skycurate.sandbox.errors import PatchError
     from skycurate.sandbox.images import remove_image
-    from skycurate.sandbox.run import run_tests
     from skycurate.stages.swe.recipe import infer_recipes
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -107,30 +132,21 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
     tests = list(c.get("test_files") or [])
     runs: list[dict[str, Any]] = []
     try:
-        try:
-            pre = run_tests(info.tag, patches=[c["test_patch"]], test_cmd=recipe.test_cmd, test_files=tests,
-                            limits=cfg.limits, log_path=log_dir / "pre.log")
-        except PatchError as e:
-            return _reject(c, STAGE_VALIDATE, "test_patch_does_not_apply", str(e), log_dir)
-        runs.append({"run": "pre", "exit": pre.exit_code, "seconds": round(pre.duration_s, 2),
-                     "statuses": pre.statuses})
-        pre_statuses, reason, detail = _statuses_or_reason(pre, "pre-patch")
-        if reason:
-            return _reject(c, STAGE_VALIDATE, reason, detail, log_dir)
+        pre = run_suite(info.tag, recipe, tests, [c["test_patch"]], cfg, log_dir / "pre.log", "pre", "pre-patch",
+                        "test_patch_does_not_apply")
+        runs += [pre.record] if pre.record else []
+        if pre.reason:
+            return _reject(c, STAGE_VALIDATE, pre.reason, pre.detail, log_dir)
         posts = []
         for k in range(cfg.post_repeats):
-            try:
-                post = run_tests(info.tag, patches=[c["test_patch"], c["patch"]], test_cmd=recipe.test_cmd,
-                                 test_files=tests, limits=cfg.limits, log_path=log_dir / f"post-{k + 1}.log")
-            except PatchError as e:
-                return _reject(c, STAGE_VALIDATE, "patch_does_not_apply", str(e), log_dir)
-            runs.append({"run": f"post-{k + 1}", "exit": post.exit_code, "seconds": round(post.duration_s, 2),
-                         "statuses": post.statuses})
-            statuses, reason, detail = _statuses_or_reason(post, f"post-patch #{k + 1}")
-            if reason:
-                return _reject(c, STAGE_VALIDATE, reason, detail, log_dir)
-            posts.append(statuses)
-        verdict = classify(pre_statuses, posts)
+            post = run_suite(info.tag, recipe, tests, [c["test_patch"], c["patch"]], cfg,
+                             log_dir / f"post-{k + 1}.log", f"post-{k + 1}", f"post-patch #{k + 1}",
+                             "patch_does_not_apply")
+            runs += [post.record] if post.record else []
+            if post.reason:
+                return _reject(c, STAGE_VALIDATE, post.reason, post.detail, log_dir)
+            posts.append(post.statuses)
+        verdict = classify(pre.statuses, posts)
         (log_dir / "runs.json").write_text(json.dumps(runs, indent=1))
         if not verdict.valid:
             out = _reject(c, STAGE_VALIDATE, verdict.reason, verdict.detail, log_dir)
@@ -150,25 +166,18 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
             remove_image(info.tag)
 
 
-def _write_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)
-
-
 def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, work: Path, python: str = "3.11",
                  progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
     """Validate every candidate with ``cfg.workers`` in parallel; finished outcomes are journalled
     under ``work/results`` and reused. Returns the outcomes in candidate order."""
-    results_dir, logs_dir = work / "results", work / "logs"
-    results_dir.mkdir(parents=True, exist_ok=True)
+    journal, logs_dir = Journal(work / "results"), work / "logs"
     todo, outcomes = [], {}
     cands = list(candidates)
     for i, c in enumerate(cands):
         key = outcome_key(c, cfg, python)
-        done = results_dir / f"{key}.json"
-        if done.exists():
-            outcomes[i] = json.loads(done.read_text())
+        done = journal.get(key)
+        if done is not None:
+            outcomes[i] = done
         else:
             todo.append((i, c, key))
     if outcomes:
@@ -192,7 +201,7 @@ def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, wo
         with use_host(slots.host):
             out = validate_candidate(c, cfg, logs_dir / safe_name(c["instance_id"]), python)
         out["seconds"] = round(time.perf_counter() - t0, 2)
-        _write_atomic(results_dir / f"{key}.json", out)
+        journal.put(key, out)
         return i, out
 
     with ThreadPoolExecutor(max_workers=cfg.workers * len(hosts)) as pool:
@@ -203,3 +212,18 @@ def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, wo
             if progress:
                 progress(n, len(todo), out)
     return [outcomes[i] for i in range(len(cands))]
+
+
+def validation_funnel(n_repos: int, repos_rejected: int, n_candidates: int, outcomes: list[dict]) -> list[dict]:
+    """repos -> candidates -> installable -> validated (rows = repos for the first step, candidates after)."""
+    not_installable = sum(1 for o in outcomes if o["kind"] == "rejected"
+                          and o["row"]["stage"] in (STAGE_RECIPE, STAGE_INSTALL))
+    invalid = sum(1 for o in outcomes if o["kind"] == "rejected" and o["row"]["stage"] == STAGE_VALIDATE)
+    installable = n_candidates - not_installable
+    steps = [
+        FunnelStep(stage="repos", rows_in=n_repos, rows_out=n_repos - repos_rejected, rejected=repos_rejected),
+        FunnelStep(stage="candidates", rows_in=n_candidates, rows_out=n_candidates),
+        FunnelStep(stage="installable", rows_in=n_candidates, rows_out=installable, rejected=not_installable),
+        FunnelStep(stage="validated", rows_in=installable, rows_out=installable - invalid, rejected=invalid),
+    ]
+    return [s.model_dump() for s in steps]

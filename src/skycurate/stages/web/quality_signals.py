@@ -33,12 +33,10 @@ from skycurate.schemas.web_quality import (
 )
 from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, VERDICT_FIELDS
 from skycurate.stages.base import BatchStage, with_columns
+from skycurate.stages.scripts import HAN, HAN_RE
 
-# CJK unified ideographs, extension A, compatibility ideographs, extensions B..H.
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-HAN_RE = re.compile(f"[{_HAN}]")
 # One Han character, or a non-space run trimmed to its first and last letter/digit (not Han).
-WORD_RE = re.compile(rf"[{_HAN}]|[^\W{_HAN}](?:[^\s{_HAN}]*[^\W{_HAN}])?")
+WORD_RE = re.compile(rf"[{HAN}]|[^\W{HAN}](?:[^\s{HAN}]*[^\W{HAN}])?")
 # A word (one per line of "\n" + "\n".join(words) + "\n") that starts with a digit or "_" and has
 # only digits, "_" and symbols: no letter. Words start with a letter/digit/_, and Han is a letter.
 NO_LETTER_RE = re.compile(r"\n[\d_](?:[^\w\n]|[\d_])*(?=\n)")

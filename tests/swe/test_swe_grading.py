@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skycurate.stages.swe.validation import classify
+from skycurate.stages.swe.grading import classify, grade_patch
 
 P, F, E = "PASSED", "FAILED", "ERROR"
 
@@ -51,3 +51,12 @@ def test_a_test_must_pass_in_every_post_run():
     assert v.reason == "flaky_tests"
     with pytest.raises(ValueError):
         classify({"a": F}, [])
+
+
+def test_a_candidate_patch_is_resolved_only_if_every_f2p_and_p2p_test_passes():
+    g = grade_patch(["t::new"], ["t::old1", "t::old2"], {"t::new": P, "t::old1": P, "t::old2": "XFAIL"})
+    assert g.resolved and (g.f2p_passed, g.f2p_total, g.p2p_passed, g.p2p_total) == (1, 1, 2, 2) and g.failing == []
+    g = grade_patch(["t::new"], ["t::old1", "t::old2"], {"t::new": P, "t::old1": F})   # old2 not even collected
+    assert not g.resolved and g.failing == ["t::old1", "t::old2"] and (g.f2p_passed, g.p2p_passed) == (1, 0)
+    g = grade_patch(["t::new"], [], {"t::new": E})
+    assert not g.resolved and g.failing == ["t::new"]

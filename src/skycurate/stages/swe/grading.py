@@ -1,5 +1,7 @@
-"""From test statuses to a verdict: FAIL_TO_PASS, PASS_TO_PASS, flaky tests, and why an
-instance is rejected. Pure: the sandbox runs the tests, this decides what the runs mean.
+"""Grading: from test statuses to a verdict. For a mined candidate: FAIL_TO_PASS, PASS_TO_PASS,
+flaky tests, and why an instance is rejected (``classify``); for a candidate patch on a
+validated instance: resolved or not (``grade_patch``). Pure: the sandbox runs the tests, this
+decides what the runs mean.
 
 Conventions (SWE-bench, SWE-bench-Live):
 
@@ -67,3 +69,23 @@ def classify(pre: Mapping[str, str], posts: Sequence[Mapping[str, str]]) -> Verd
         verdict.detail = ("the gold patch leaves these tests failing: " + ", ".join(failing[:10]) if failing
                           else "no test fails before the gold patch")
     return verdict
+
+
+@dataclass
+class PatchGrade:
+    """How a candidate patch did on a validated instance (SWE-bench's "resolved")."""
+
+    resolved: bool
+    f2p_passed: int
+    f2p_total: int
+    p2p_passed: int
+    p2p_total: int
+    failing: list[str]
+
+
+def grade_patch(fail_to_pass: Sequence[str], pass_to_pass: Sequence[str], statuses: Mapping[str, str]) -> PatchGrade:
+    """Resolved only if every FAIL_TO_PASS and every PASS_TO_PASS test passes with the patch."""
+    f2p, p2p = list(fail_to_pass), list(pass_to_pass)
+    failing = sorted(t for t in f2p + p2p if not _passed(statuses.get(t)))
+    return PatchGrade(resolved=not failing, f2p_passed=sum(_passed(statuses.get(t)) for t in f2p), f2p_total=len(f2p),
+                      p2p_passed=sum(_passed(statuses.get(t)) for t in p2p), p2p_total=len(p2p), failing=failing)

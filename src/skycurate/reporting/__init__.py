@@ -1,4 +1,7 @@
-"""Charts people would rather look at than read: the stage funnel of a flow run."""
+"""Charts people would rather look at than read: the stage funnel of a flow run.
+
+Shared chart helpers live here (``figure_png``); charts of one domain go in a submodule (``cot``).
+"""
 
 from __future__ import annotations
 
