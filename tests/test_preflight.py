@@ -40,7 +40,7 @@ def test_every_run_command_names_a_flow_taking_its_config_and_a_preflight_check(
     ("leakage-reference", "no benchmark: pass --benchmark NAME=PATH"),
     ("distill", "no prompts: pass --prompts (a dataset ref or JSONL/Parquet files)"),
     ("swe", "no repository: pass --repos PATH_OR_URL (repeatable)"),
-    ("swe-validate-patches", "pass --instances swe/instances@vN and --patches FILE"),
+    ("swe-validate-patches", "pass --instances swe/instances@vN and --patches FILE or --trajectories PATH"),
 ])
 def test_cli_and_flow_fail_with_the_same_line(tmp_path, command, message):
     store = str(tmp_path / "store")

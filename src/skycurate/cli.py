@@ -493,10 +493,17 @@ def run_swe_validate_patches(
     instances: Annotated[Optional[str], typer.Option(help="Validated instances, e.g. swe/instances@latest.")] = None,
     patches: Annotated[Optional[str], typer.Option(
         help="JSONL of candidate patches: instance_id, patch (or model_patch), optional model / id.")] = None,
+    trajectories: Annotated[Optional[list[str]], typer.Option(
+        help="Agent trajectories: SWE-agent .traj, mini-SWE-agent .traj.json or OpenHands output.jsonl; file, "
+             "folder or glob (repeatable).")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="Local tokenizer folder to count the tokens of each trajectory.")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Patches checked in parallel.")] = None,
 ) -> dict[str, Any]:
-    """Check candidate patches (e.g. agent trajectories): resolved only if every F2P and P2P test passes."""
-    return {"instances": instances, "patches": patches, "validation.workers": workers}
+    """Check candidate patches and agent trajectories: resolved only if every F2P and P2P test passes;
+    resolved trajectories become SFT data (swe/trajectories)."""
+    return {"instances": instances, "patches": patches, "trajectories": trajectories or None,
+            "tokenizer": tokenizer, "validation.workers": workers}
 
 
 @sandbox_app.command("base-image")

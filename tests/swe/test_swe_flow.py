@@ -129,6 +129,38 @@ def test_patch_validation_resolves_the_gold_patch_only(mined, tmp_path):
     assert not _leftover_containers()
 
 
+def test_resolved_agent_trajectories_become_sft_rows_and_every_other_one_has_a_reason(mined, tmp_path):
+    store = mined["store"]
+    calc = next(r for r in catalog.open("swe/instances@latest", store=store).to_table().to_pylist()
+                if r["instance_id"] == mined["fixtures"]["calc"].instance_id)
+    wrong = calc["patch"].replace("+    for _ in range(b):", "+    for _ in range(b + 1):")
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / f"{calc['instance_id']}.traj").write_text(json.dumps({        # SWE-agent: the gold fix
+        "history": [{"role": "system", "content": "You fix bugs."},
+                    {"role": "user", "content": calc["problem_statement"]},
+                    {"role": "assistant", "content": "The loop starts at 1; start at 0."}],
+        "info": {"submission": calc["patch"], "exit_status": "submitted"}}))
+    (folder / "output.jsonl").write_text(json.dumps({                       # OpenHands: a wrong fix
+        "instance_id": calc["instance_id"], "instruction": calc["problem_statement"],
+        "history": [{"source": "user", "action": "message", "args": {"content": "Fix add"}},
+                    {"source": "agent", "action": "finish", "message": "done", "args": {}}],
+        "test_result": {"git_patch": wrong}}) + "\n" + "{truncated\n")
+    result = _cli("run", "swe-validate-patches", "--instances", "swe/instances@latest", "--trajectories",
+                  str(folder), "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    [row] = catalog.open("swe/trajectories@latest", store=store).to_table().to_pylist()
+    assert row["instance_id"] == calc["instance_id"] and row["format"] == "swe-agent" and row["turns"] == 1
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    rejected = sorted((r["reason"], r["source"].rsplit("/", 1)[-1])
+                      for r in catalog.open("swe/trajectory_rejected@latest", store=store).to_table().to_pylist())
+    assert rejected == [("bad_json", "output.jsonl:2"), ("not_resolved:tests_fail", "output.jsonl:1")]
+    m = catalog.manifest("swe/trajectories@latest", store=store)
+    assert m.stats["funnel"][0] == {"stage": "trajectories", "rows_in": 3, "rows_out": 1, "rejected": 1,
+                                    "quarantined": 1, "bytes_in": None, "bytes_out": None}
+    assert not _leftover_containers()
+
+
 def test_daemon_down_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     from skycurate.sandbox import daemon

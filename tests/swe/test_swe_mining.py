@@ -458,6 +458,22 @@ def test_default_exclusion_list_covers_swe_bench(tmp_path):
     path = _repo(tmp_path, "bench", {"m.py": "x = 0\n", "tests/test_m.py": "def test_m():\n    pass\n"})
     res = mine_repo(resolve_repo(path, name="princeton-nlp/SWE-bench"), CFG)
     assert [r["reason"] for r in res.rejected] == ["excluded"]
+    res = mine_repo(resolve_repo(path, name="django/django"), CFG)
+    assert [r["reason"] for r in res.rejected] == ["excluded"]
+    assert "source repository of SWE-bench, SWE-bench Lite, SWE-bench Verified" in res.rejected[0]["detail"]
+
+
+def test_a_candidate_that_is_a_published_benchmark_instance_is_rejected(fixtures, tmp_path):
+    fx = fixtures[0]["calc"]
+    live = tmp_path / "swe-bench-live.jsonl"
+    live.write_text(json.dumps({"instance_id": "someone__calc-77", "repo": "fixtures/calc",
+                                "base_commit": fx.base_commit}) + "\n")
+    cfg = MiningConfig(filters=RepoFilter(exclude_instances=[str(live)]))
+    res = mine(fx.path, cfg)
+    assert res.candidates == []
+    [r] = res.rejected
+    assert (r["instance_id"], r["reason"]) == ("fixtures__calc-1", "benchmark_overlap")
+    assert r["detail"] == "swe-bench-live instance someone__calc-77 (same repository and base commit)"
 
 
 # ---------------------------------------------------------------------------------- git repos
@@ -749,3 +765,45 @@ def test_fixture_expectations_hold_under_plain_pytest(fixtures, tmp_path, key):
     if key == "nonutf8":
         with pytest.raises(UnicodeDecodeError):
             log.decode("utf-8")
+
+
+# ---------------------------------------------------------------------------------- merges
+
+
+def _branch_merge_repo(tmp_path, branch: str, branch_message: str, merge_message: str):
+    b = RepoBuilder(tmp_path / "lib", "acme/lib")
+    b.commit("Initial", {"lib.py": "def f():\n    return 0\n", "tests/test_lib.py": "def test_zero():\n    pass\n"},
+             at("2024-03-01"))
+    b.branch(branch)
+    b.commit(branch_message, {"lib.py": "def f():\n    return 1\n",
+                              "tests/test_lib.py": "from lib import f\n\n\ndef test_f():\n    assert f() == 1\n"},
+             at("2024-03-02"))
+    b.commit("Tidy up", {"README": "lib\n"}, at("2024-03-03"))
+    b.checkout("main")
+    b.commit("Unrelated docs", {"docs.txt": "docs\n"}, at("2024-03-03", 13))
+    merge = b.merge(branch, merge_message, at("2024-03-04"))
+    return tmp_path / "lib", merge
+
+
+def test_a_merge_is_linked_to_the_issue_a_commit_on_its_branch_closes(tmp_path):
+    path, merge = _branch_merge_repo(tmp_path, "spy", "Make f return one\n\nFixes #409.",
+                              "Merge pull request #412 from user/spy")
+    [c] = mine(path).candidates
+    assert (c["instance_id"], c["fix_commit"], c["issue_numbers"]) == ("acme__lib-412", merge, [409])
+    assert c["issue_link"].startswith("merged_commit:")
+    assert c["problem_statement"] == "Make f return one"          # the merged commit's text, keyword stripped
+    assert "lib.py" in c["patch"] and "docs.txt" not in c["patch"]   # diffed against the first parent
+
+
+def test_a_merge_is_linked_by_its_branch_name_when_no_commit_names_the_issue(tmp_path):
+    path, _ = _branch_merge_repo(tmp_path, "fix-77-return-one", "Make f return one", "Merge branch 'fix-77-return-one'")
+    [c] = mine(path).candidates
+    assert (c["issue_numbers"], c["issue_link"]) == ([77], "branch:fix-77-return-one")
+    assert c["problem_statement"] == "Make f return one"
+    assert c["instance_id"] == "acme__lib-77"
+
+
+def test_a_merge_that_names_no_issue_anywhere_is_no_candidate(tmp_path):
+    path, _ = _branch_merge_repo(tmp_path, "feature", "Make f return one", "Merge branch 'feature'")
+    res = mine(path)
+    assert res.candidates == [] and res.stats["inputs"] == 0

@@ -315,6 +315,15 @@ class GitRepo:
         return CommitInfo(sha=sha.strip(), parents=tuple(parents.split()), message=message.rstrip("\n"),
                           authored_at=_utc(at), committed_at=_utc(ct))
 
+    def merged_commits(self, merge: CommitInfo, max_count: int = 200) -> list[CommitInfo]:
+        """The commits a merge brought in (reachable from its other parents, not from its first),
+        newest first, the merge itself left out."""
+        if not merge.is_merge:
+            return []
+        out = self.repo.git.log("-z", "--format=%H%x1f%P%x1f%at%x1f%ct%x1f%B", f"--max-count={max_count}",
+                                *merge.parents[1:], f"^{merge.parents[0]}", "--", stdout_as_string=False)
+        return [self._parse_log_record(rec) for rec in out.split(b"\x00") if rec.strip()]
+
     def commit_info(self, rev: str) -> CommitInfo:
         out = self.repo.git.log("-1", "--format=%H%x1f%P%x1f%at%x1f%ct%x1f%B", rev, "--",
                                 stdout_as_string=False)

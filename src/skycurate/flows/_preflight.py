@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from functools import singledispatch
 
-from skycurate.catalog import Catalog
+from skycurate.catalog import Catalog, normalize_store
 from skycurate.errors import SkycurateError
 from skycurate.schemas.config import FlowConfig
 from skycurate.schemas.cot import DistillFlowConfig
@@ -44,6 +44,14 @@ def preflight(cfg: FlowConfig, catalog: Catalog) -> None:
     """Fail now, with one line, on anything that would fail the run of ``cfg`` later; a flow config
     without checks of its own only needs a writable store."""
     catalog.ensure_writable()
+
+
+def open_flow(store: str | None, cfg: FlowConfig) -> tuple[str, Catalog]:
+    """The start of every flow: the store's URL and catalog, once ``cfg`` passed its checks."""
+    store = normalize_store(store)
+    catalog = Catalog(store)
+    preflight(cfg, catalog)
+    return store, catalog
 
 
 def _require_file(path: str | None) -> None:
@@ -159,15 +167,30 @@ def _swe(cfg: SweConfig, catalog: Catalog) -> None:
         raise SkycurateError("no repository: pass --repos PATH_OR_URL (repeatable)")
     if cfg.prs:
         _require_file(cfg.prs)
+    if cfg.mining.filters.exclude_instances:
+        from skycurate.stages.swe.benchmark_overlap import load_benchmark_instances
+
+        load_benchmark_instances(cfg.mining.filters.exclude_instances)
     _docker_daemon()
+    from skycurate.connectors.git_repos import expand_repo_specs
+
+    expand_repo_specs(cfg.repos)   # a folder or glob without repositories fails here
     catalog.ensure_writable()
 
 
 @preflight.register
 def _swe_patches(cfg: PatchValidationConfig, catalog: Catalog) -> None:
-    if not cfg.instances or not cfg.patches:
-        raise SkycurateError("pass --instances swe/instances@vN and --patches FILE")
-    _require_file(cfg.patches)
+    if not cfg.instances or not (cfg.patches or cfg.trajectories):
+        raise SkycurateError("pass --instances swe/instances@vN and --patches FILE or --trajectories PATH")
+    if cfg.patches:
+        _require_file(cfg.patches)
+    if cfg.trajectories:
+        from skycurate.stages.swe.trajectories import list_trajectory_files
+
+        if not list_trajectory_files(cfg.trajectories):
+            raise SkycurateError(f"no trajectory files in {', '.join(cfg.trajectories)}")
+    if cfg.tokenizer is not None and not os.path.isdir(cfg.tokenizer):
+        raise SkycurateError(f"tokenizer folder not found: {cfg.tokenizer}")
     _docker_daemon()
     catalog.ensure_writable()
     catalog.resolve(cfg.instances)

@@ -29,10 +29,10 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import pin_model_folder
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import (
     attach_run_report,
     current_producer,
@@ -214,10 +214,8 @@ def engine_identity(teacher: S.EngineConfig) -> Any:
 def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.DistillFlowConfig(),
                  force: bool = False) -> dict[str, Any]:
     """Prompts -> prepared prompts -> teacher samples (sharded, resumable) -> verified, selected SFT chains."""
-    store = normalize_store(store)
     cfg = config
-    catalog = Catalog(store)
-    preflight(cfg, catalog)
+    store, catalog = open_flow(store, cfg)
     prepared = run_dataset_task(prepare_prompts, store=store, force=force, source=cfg.prompts,
                                 source_key=resolve_source(cfg.prompts, store), benchmarks=cfg.benchmarks,
                                 files=pin_benchmarks(cfg.benchmarks), cfg=cfg.prepare, spark=cfg.spark)

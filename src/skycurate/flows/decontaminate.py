@@ -18,9 +18,9 @@ from typing import Any
 
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog import Catalog, DatasetRef
 from skycurate.errors import SkycurateError
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task, funnel_stats,
                                       run_dataset_task)
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
@@ -86,10 +86,8 @@ def decontaminate(store: str, corpus: DatasetRef, benchmarks: list[BenchmarkSpec
 def decontaminate_flow(store: str | None = None, config: DecontaminateFlowConfig = DecontaminateFlowConfig(),
                        force: bool = False) -> dict[str, Any]:
     """Corpus version minus benchmark n-grams (GPT-3 recipe or whole-document drop)."""
-    store = normalize_store(store)
     cfg = config
-    catalog = Catalog(store)
-    preflight(cfg, catalog)
+    store, catalog = open_flow(store, cfg)
     corpus = catalog.resolve(cfg.corpus)
     output = cfg.output_name(corpus.name)
     final = run_dataset_task(decontaminate, store=store, force=force, corpus=corpus, benchmarks=cfg.benchmarks,

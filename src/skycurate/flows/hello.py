@@ -13,10 +13,10 @@ from typing import Any
 
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import FilePin, pin_file
 from skycurate.connectors.jsonl import expand_sources, read_jsonl, to_tables
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task, funnel_stats,
                                       run_dataset_task)
 from skycurate.schemas.hello import QUARANTINE_SCHEMA, RAW_SCHEMA, HelloConfig, IngestConfig, LengthFilterConfig
@@ -75,12 +75,11 @@ def clean(store: str, raw: DatasetRef, cfg: LengthFilterConfig, spark: SparkConf
 @flow(name="hello")
 def hello_flow(store: str | None = None, config: HelloConfig = HelloConfig(), force: bool = False) -> dict[str, Any]:
     """Read the sample (or ``config.ingest.sources``), filter out too-short texts on Spark, publish."""
-    store = normalize_store(store)
     cfg = config
-    preflight(cfg, Catalog(store))
+    store, catalog = open_flow(store, cfg)
     ingested = run_dataset_task(ingest, store=store, force=force, sources=pin_sources(cfg.ingest.sources),
                                 cfg=cfg.ingest)
     cleaned = run_dataset_task(clean, store=store, force=force, raw=ingested["raw"], cfg=cfg.length_filter,
                                spark=cfg.spark)
-    funnel = attach_run_report("hello", Catalog(store), cleaned["clean"])
+    funnel = attach_run_report("hello", catalog, cleaned["clean"])
     return {"datasets": {**ingested, **cleaned}, "funnel": funnel}

@@ -15,11 +15,11 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import ModelFolderPin, pin_model_folder
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.errors import SkycurateError
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.leakage import BenchmarkSpec
 from skycurate.schemas.leakage_audit import REFERENCE, SPLITS, AuditConfig
@@ -74,10 +74,8 @@ def audit(store: str, model: ModelFolderPin, model_label: str, benchmarks: list[
 def leakage_audit_flow(store: str | None = None, config: LeakageAuditFlowConfig = LeakageAuditFlowConfig(),
                        force: bool = False) -> dict[str, Any]:
     """Skywork-13B leakage audit: L_train / L_test / L_ref, Delta1 and Delta2 with CIs, Min-K% and friends."""
-    store = normalize_store(store)
     cfg = config
-    catalog = Catalog(store)
-    preflight(cfg, catalog)
+    store, catalog = open_flow(store, cfg)
     references = {name: catalog.resolve(ref) for name, ref in cfg.references.items()}
     model = pin_model_folder(cfg.model)
     label = cfg.model_label or Path(cfg.model).resolve().name

@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, Parent, normalize_store
+from skycurate.catalog import Catalog, DatasetRef, Parent
 from skycurate.catalog.pins import pin_model_folder
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import attach_run_report, current_producer, dataset_task, funnel_stats, run_dataset_task
 from skycurate.schemas.leakage import BenchmarkSpec
 from skycurate.schemas.leakage_flows import LeakageReferenceFlowConfig, ReferenceConfig
@@ -71,13 +71,11 @@ def leakage_reference_flow(store: str | None = None,
                            config: LeakageReferenceFlowConfig = LeakageReferenceFlowConfig(),
                            force: bool = False) -> dict[str, Any]:
     """Fresh reference items for the leakage audit, screened against the benchmark's n-grams."""
-    store = normalize_store(store)
     cfg = config
-    preflight(cfg, Catalog(store))
+    store, catalog = open_flow(store, cfg)
     ident: Any = (pin_model_folder(cfg.reference.model).model_dump() if cfg.reference.engine == "transformers"
                   else f"{cfg.reference.base_url}#{cfg.reference.model}")
     got = run_dataset_task(build_reference, store=store, force=force, benchmark=cfg.benchmark,
                            files=pin_benchmarks([cfg.benchmark]), engine_identity=ident, cfg=cfg.reference)
-    catalog = Catalog(store)
     funnel = attach_run_report("leakage-reference", catalog, got["reference"])
     return {"datasets": got, "funnel": funnel, "stats": catalog.manifest(got["reference"]).stats}

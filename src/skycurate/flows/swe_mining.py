@@ -17,10 +17,10 @@ from typing import Any
 import pyarrow as pa
 from prefect import flow
 
-from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import FilePin, RepoPin, pin_file
 from skycurate.connectors.git_repos import pin_repos
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import attach_run_report, current_producer, dataset_task, run_dataset_task
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.swe import INSTANCE_SCHEMA, REJECTED_SCHEMA, MiningConfig, ValidationConfig
@@ -105,10 +105,8 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
 @flow(name="swe")
 def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: bool = False) -> dict[str, Any]:
     """Git repositories -> SWE-bench instances validated by running their tests in Docker."""
-    store = normalize_store(store)
     cfg = config
-    catalog = Catalog(store)
-    preflight(cfg, catalog)
+    store, catalog = open_flow(store, cfg)
     cache_dir = cfg.mining.cache_dir or str(catalog.cache_dir("git"))
     repos = pin_repos(cfg.repos, cache_dir)
     common = {"store": store, "force": force}

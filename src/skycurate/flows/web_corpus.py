@@ -19,9 +19,9 @@ import threading
 from typing import Any
 
 from prefect import flow
-from skycurate.catalog import Catalog, DatasetRef, normalize_store
+from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import CrawlFilePin, FilePin, pin_crawl_file, pin_file
-from skycurate.flows._preflight import preflight
+from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task,
                                       run_dataset_task)
 from skycurate.schemas.config import SparkConfig
@@ -174,10 +174,8 @@ def index_for(catalog: Catalog, clean: str) -> DatasetRef:
 @flow(name="web")
 def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: bool = False) -> dict[str, Any]:
     """Raw crawl (WARC/HTML/JSONL/Parquet) -> web/clean + web/rejected + web/quarantine, with the funnel."""
-    store = normalize_store(store)
     cfg = config
-    catalog = Catalog(store)
-    preflight(cfg, catalog)
+    store, catalog = open_flow(store, cfg)
     previous_index = index_for(catalog, cfg.dedup_against) if cfg.dedup_against else None
     lists = {"url_blocklist": pin_file(cfg.safety.url_blocklist),
              "keyword_blocklist": pin_file(cfg.safety.keyword_blocklist),

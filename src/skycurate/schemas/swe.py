@@ -16,6 +16,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from skycurate.schemas.config import StrictModel
+from skycurate.schemas.swe_benchmarks import default_excluded_repos
 
 # ------------------------------------------------------------------------------------ configs
 
@@ -29,9 +30,16 @@ class RepoFilter(StrictModel):
     licenses: list[str] | None = Field(
         default=None, description="allowed SPDX ids (e.g. [MIT, Apache-2.0, BSD-3-Clause]); None = any licence")
     exclude: list[str] = Field(
-        default_factory=lambda: ["princeton-nlp/SWE-bench", "SWE-bench/SWE-bench", "SWE-Gym/SWE-Gym"],
-        description="owner/name of repos never mined (e.g. public evaluation benchmarks, so mined data does "
-                    "not leak into them)")
+        default_factory=default_excluded_repos,
+        description="owner/name of repos never mined: by default the source repositories of SWE-bench, Lite and "
+                    "Verified and the benchmarks' harness repos (schemas/swe_benchmarks.py), so mined data does "
+                    "not leak into them")
+    exclude_instances: list[str] = Field(
+        default_factory=list,
+        description="published benchmark instance files (NAME=PATH or PATH; JSON, JSONL or Parquet with "
+                    "instance_id / repo / base_commit / pull_number, as SWE-bench-Live, SWE-rebench and "
+                    "Multi-SWE-bench ship them): a candidate matching one of their instances is rejected "
+                    "(benchmark_overlap)")
 
 
 class MiningConfig(StrictModel):
@@ -112,6 +120,8 @@ CANDIDATE_SCHEMA = pa.schema([
     pa.field("hints_text", pa.string()),
     pa.field("problem_source", pa.string()),                    # github | export | git_history
     pa.field("issue_numbers", pa.list_(pa.int64())),
+    pa.field("issue_link", pa.string()),                        # where the link was found: message,
+                                                                # merged_commit:<sha>, branch:<name>, pr_text, ...
     pa.field("created_at", pa.timestamp("us", tz="UTC")),
     pa.field("version", pa.string()),
     pa.field("environment_setup_commit", pa.string()),
@@ -133,6 +143,8 @@ INSTANCE_SCHEMA = pa.schema([
     pa.field("environment_setup_commit", pa.string()),
     # provenance
     pa.field("problem_source", pa.string()),
+    pa.field("issue_numbers", pa.list_(pa.int64())),
+    pa.field("issue_link", pa.string()),
     pa.field("repo_path", pa.string()),                         # where the image's checkout came from
     pa.field("test_files", pa.list_(pa.string())),
     pa.field("image_tag", pa.string()),
@@ -166,4 +178,36 @@ PATCH_RESULT_SCHEMA = pa.schema([     # swe/patch_validations: one row per candi
     pa.field("p2p_total", pa.int64()),
     pa.field("failing_tests", pa.list_(pa.string())),
     pa.field("log_path", pa.string()),
+])
+
+_TOOL_CALL = pa.struct([pa.field("id", pa.string()), pa.field("type", pa.string()),
+                        pa.field("function", pa.struct([pa.field("name", pa.string()),
+                                                        pa.field("arguments", pa.string())]))])
+MESSAGE_TYPE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string()),
+                          pa.field("tool_calls", pa.list_(_TOOL_CALL)), pa.field("tool_call_id", pa.string())])
+
+TRAJECTORY_SCHEMA = pa.schema([       # swe/trajectories: resolved agent trajectories, SFT-ready
+    pa.field("trajectory_id", pa.string(), nullable=False),   # <instance_id>#<content hash>
+    pa.field("instance_id", pa.string(), nullable=False),
+    pa.field("format", pa.string()),                          # swe-agent | mini-swe-agent | openhands
+    pa.field("source", pa.string()),                          # file (and line) it was read from
+    pa.field("model", pa.string()),
+    pa.field("exit_status", pa.string()),
+    pa.field("messages", pa.list_(MESSAGE_TYPE)),             # role, content, tool_calls, tool_call_id
+    pa.field("patch", pa.string()),
+    pa.field("turns", pa.int64()),                            # assistant messages
+    pa.field("tokens", pa.int64()),                           # counted with --tokenizer, else null
+    pa.field("tokens_sent", pa.int64()),                      # as the agent reported them, when it did
+    pa.field("tokens_received", pa.int64()),
+    pa.field("f2p_total", pa.int64()),
+    pa.field("p2p_total", pa.int64()),
+])
+
+TRAJECTORY_REJECTED_SCHEMA = pa.schema([
+    pa.field("trajectory_id", pa.string()),
+    pa.field("instance_id", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("reason", pa.string()),    # unrecognised_trajectory, bad_json, unreadable, no_patch,
+                                        # duplicate_trajectory, not_resolved:<patch reason>
+    pa.field("detail", pa.string()),
 ])

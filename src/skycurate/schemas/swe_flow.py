@@ -26,4 +26,12 @@ class PatchValidationConfig(FlowConfig):
     instances: str | None = Field(default=None, description="dataset ref, e.g. swe/instances@latest")
     patches: str | None = Field(default=None, description="JSONL: instance_id, patch (or model_patch), "
                                                          "optional model / trajectory id")
+    trajectories: list[str] = Field(
+        default_factory=list,
+        description="agent trajectories (SWE-agent *.traj, mini-SWE-agent *.traj.json, OpenHands output.jsonl): "
+                    "files, folders or globs; each final patch is checked and the resolved ones are published "
+                    "as swe/trajectories with chat messages")
+    tokenizer: str | None = Field(
+        default=None, description="local tokenizer folder to count each trajectory's tokens (else only the counts "
+                                  "the agent reported)")
     validation: ValidationConfig = Field(default_factory=ValidationConfig)

@@ -50,7 +50,7 @@ def strip_closing_refs(text: str | None) -> str:
     """``text`` without closing-keyword phrases, lines left empty by them, merge-PR lines and trailers."""
     out = []
     for line in (text or "").splitlines():
-        if _PR_MERGE.match(line) or _TRAILER.match(line):
+        if _PR_MERGE.match(line) or _MERGE_BRANCH.match(line) or _TRAILER.match(line):
             continue
         stripped = _CLOSING.sub("", line)
         if stripped != line:
@@ -60,3 +60,38 @@ def strip_closing_refs(text: str | None) -> str:
                 continue
         out.append(stripped.rstrip())
     return "\n".join(out).strip()
+
+
+_MERGE_BRANCH = re.compile(
+    r"^Merge (?:pull request #\d+ from (?P<pr_branch>\S+)"
+    r"|(?:remote-tracking )?branch '(?P<branch>[^']+)')")
+_BRANCH_ISSUE = re.compile(
+    r"(?:^|[/_.-])(?:issues?|fix(?:es)?|bug(?:fix)?|gh|closes?|resolves?|hotfix)[-_/#]?(?P<num>\d+)(?=$|[/_.-])"
+    r"|^(?P<lead>\d+)(?=[-_])", re.IGNORECASE)
+
+
+def merged_branch(message: str | None) -> str | None:
+    """The branch a merge commit brought in (``Merge pull request #N from owner/branch``,
+    ``Merge branch 'name' ...``, ``Merge remote-tracking branch 'origin/name'``), else None."""
+    subject = (message or "").splitlines()[0] if message else ""
+    m = _MERGE_BRANCH.match(subject)
+    if not m:
+        return None
+    return m.group("pr_branch") or m.group("branch")
+
+
+def branch_issue_numbers(branch: str | None) -> list[int]:
+    """Issue numbers a branch name names by the usual conventions: ``fix-409``, ``issue_12``,
+    ``gh-7-typo``, ``bugfix/123``, ``409-fix-spy`` (a leading number of the last path part)."""
+    if not branch:
+        return []
+    last = branch.rsplit("/", 1)[-1]
+    out: list[int] = []
+    for part in (branch, last):
+        for m in _BRANCH_ISSUE.finditer(part):
+            if m.group("lead") and part is not last:
+                continue
+            n = int(m.group("num") or m.group("lead"))
+            if n not in out:
+                out.append(n)
+    return out

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from skycurate.connectors.git_repos import (
+    CommitInfo,
     GitRepo,
     RepoError,
     RepoHandle,
@@ -64,7 +65,10 @@ from skycurate.schemas.swe import (
     REJECTED_SCHEMA,
     MiningConfig,
 )
+from skycurate.stages.swe.benchmark_overlap import BenchmarkIndex, load_benchmark_instances
 from skycurate.stages.swe.closing_refs import (
+    branch_issue_numbers,
+    merged_branch,
     parse_closing_refs,
     pr_number_from_message,
     strip_closing_refs,
@@ -124,6 +128,7 @@ class _Change:
     issues: list[int]
     created_at: datetime
     order: int
+    link: str | None = None  # where the issue link was found (see ``linked_issues``)
 
     @property
     def content_hash(self) -> str:
@@ -169,17 +174,21 @@ def _mine_prs(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMetadat
         if not pr.get("merged_at") or not pr.get("merge_commit_sha"):
             res.reject(iid, STAGE_MINE, "not_merged", f"PR #{number} was not merged")
             continue
-        issues = [n for n in dict.fromkeys(list(pr.get("linked_issues") or [])
-                                           + parse_closing_refs(f"{pr.get('title', '')}\n{pr.get('body', '')}", name))
-                  if n != number]
+        linked = [n for n in pr.get("linked_issues") or [] if n != number]
+        from_text = [n for n in parse_closing_refs(f"{pr.get('title', '')}\n{pr.get('body', '')}", name) if n != number]
+        issues = list(dict.fromkeys(linked + from_text))
+        link = "pr_linked_issues" if linked else "pr_text" if from_text else None
+        fix = repo.resolve(pr["merge_commit_sha"])
+        info = repo.commit_info(fix) if fix is not None else None
+        if not issues and info is not None:   # the PR text names none: its commits or branch may
+            issues, link, _ = linked_issues(repo, info, name)
+            issues = [n for n in issues if n != number]
         if cfg.require_issue and not issues:
             res.reject(iid, STAGE_MINE, "no_issue", f"PR #{number} closes no issue")
             continue
-        fix = repo.resolve(pr["merge_commit_sha"])
         if fix is None:
             res.reject(iid, STAGE_MINE, "commit_missing", f"merge commit {pr['merge_commit_sha']} not in the repository")
             continue
-        info = repo.commit_info(fix)
         if not info.parents:
             res.reject(iid, STAGE_MINE, "root_commit", f"merge commit {fix[:12]} has no parent")
             continue
@@ -198,8 +207,35 @@ def _mine_prs(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMetadat
             continue
         out.append(_Change(key=iid, base=base, fix=fix, is_merge=info.is_merge, patch=split[0], test_patch=split[1],
                            test_files=split[2], problem=problem, hints=_hints(metadata, issues, min(fix_dates)),
-                           source=metadata.source, issues=issues, created_at=created, order=order))
+                           source=metadata.source, issues=issues, created_at=created, order=order, link=link))
     return out
+
+
+def linked_issues(repo: GitRepo, c: CommitInfo, name: str) -> tuple[list[int], str | None, str]:
+    """The issues a change closes, where the link was found, and the text that named them.
+
+    In order: a closing keyword in the change's own message (``message``); for a merge whose
+    message names none, closing keywords in the commits it brought in
+    (``merged_commit:<sha>``, the first that named one), then an issue number in the merged
+    branch's name (``branch:<name>``, e.g. ``fix-409``; the text is then the branch's first commit
+    message)."""
+    issues = parse_closing_refs(c.message, name)
+    if issues or not c.is_merge:
+        return issues, "message" if issues else None, c.message
+    found, link, texts = [], None, []
+    merged = repo.merged_commits(c)
+    for m in merged:
+        refs = parse_closing_refs(m.message, name)
+        if refs:
+            found += [n for n in refs if n not in found]
+            link = link or f"merged_commit:{m.sha[:12]}"
+            texts.append(m.message)
+    if found:
+        return found, link, "\n\n".join(texts)
+    branch = merged_branch(c.message)
+    found = branch_issue_numbers(branch)
+    # no commit names the issue: the branch's first commit says what the work was
+    return found, f"branch:{branch}" if found else None, merged[-1].message if merged else c.message
 
 
 def _mine_history(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMetadata | None, res: MineResult,
@@ -208,7 +244,7 @@ def _mine_history(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMet
     out = []
     for order, c in enumerate(repo.iter_commits("HEAD", first_parent=first_parent)):
         res.stats["commits_scanned"] += 1
-        issues = parse_closing_refs(c.message, name)
+        issues, link, link_text = linked_issues(repo, c, name)
         if cfg.require_issue and not issues:
             continue
         res.stats["inputs"] += 1
@@ -226,18 +262,19 @@ def _mine_history(repo: GitRepo, name: str, cfg: MiningConfig, metadata: RepoMet
         problem = _issue_text(metadata, issues)
         source = metadata.source if problem and metadata is not None else "git_history"
         if not problem:
-            problem = strip_closing_refs(c.message)
+            problem = strip_closing_refs(c.message) or strip_closing_refs(link_text)
         if not problem:
             res.reject(iid, STAGE_MINE, "no_problem_statement", f"commit {c.sha[:12]}: empty message")
             continue
         out.append(_Change(key=iid, base=base, fix=c.sha, is_merge=c.is_merge, patch=split[0], test_patch=split[1],
                            test_files=split[2], problem=problem, hints=_hints(metadata, issues, c.authored_at),
-                           source=source, issues=issues, created_at=c.authored_at, order=order))
+                           source=source, issues=issues, created_at=c.authored_at, order=order, link=link))
     return out
 
 
-def _finish(repo: GitRepo, name: str, repo_path: str, changes: list[_Change], res: MineResult) -> None:
-    """Dedupe by content, make ids unique, look up versions, emit rows."""
+def _finish(repo: GitRepo, name: str, repo_path: str, changes: list[_Change], res: MineResult,
+            known: BenchmarkIndex | None = None) -> None:
+    """Dedupe by content, make ids unique, drop benchmark instances, look up versions, emit rows."""
     groups: dict[str, list[_Change]] = {}
     for ch in changes:
         groups.setdefault(ch.content_hash, []).append(ch)
@@ -256,6 +293,13 @@ def _finish(repo: GitRepo, name: str, repo_path: str, changes: list[_Change], re
     for dup, orig in dupes:
         res.reject(dup.key, STAGE_MINE, "duplicate_patch",
                    f"commit {dup.fix[:12]} repeats the patch of {ids[id(orig)]} ({orig.fix[:12]})")
+    if known:
+        for ch in list(kept):
+            hit = known.match(name, ch.base, ids[id(ch)])
+            if hit is not None:
+                kept.remove(ch)
+                res.reject(ids[id(ch)], STAGE_MINE, "benchmark_overlap",
+                           f"{hit[0].benchmark} instance {hit[0].instance_id} (same {hit[1]})")
 
     versions: dict[str, str | None] = {}
     for ch in kept:
@@ -269,7 +313,8 @@ def _finish(repo: GitRepo, name: str, repo_path: str, changes: list[_Change], re
             "instance_id": ids[id(ch)], "repo": name, "repo_path": repo_path, "base_commit": ch.base,
             "fix_commit": ch.fix, "patch": ch.patch, "test_patch": ch.test_patch, "test_files": ch.test_files,
             "problem_statement": ch.problem, "hints_text": ch.hints, "problem_source": ch.source,
-            "issue_numbers": ch.issues, "created_at": ch.created_at, "version": versions[ch.base],
+            "issue_numbers": ch.issues, "issue_link": ch.link, "created_at": ch.created_at,
+            "version": versions[ch.base],
             "environment_setup_commit": ch.base,
         })
 
@@ -297,7 +342,8 @@ def mine_repo(handle: RepoHandle, cfg: MiningConfig, metadata: RepoMetadata | No
             changes = _mine_prs(repo, handle.name, cfg, metadata, res)
         else:
             changes = _mine_history(repo, handle.name, cfg, metadata, res, first_parent)
-        _finish(repo, handle.name, handle.path, changes, res)
+        known = load_benchmark_instances(cfg.filters.exclude_instances) if cfg.filters.exclude_instances else None
+        _finish(repo, handle.name, handle.path, changes, res, known)
     res.stats["candidates"] = len(res.candidates)
     res.stats["rejected"] = len(res.rejected)
     return res

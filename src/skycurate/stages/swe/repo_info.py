@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from skycurate.connectors.git_repos import GitRepo
 from skycurate.schemas.swe import RepoFilter
+from skycurate.schemas.swe_benchmarks import benchmarks_of
 from skycurate.stages.swe.patch_split import is_test_path
 
 # ---------------------------------------------------------------------------------- repo filters
@@ -101,6 +102,10 @@ def check_repo(repo: GitRepo, name: str, filters: RepoFilter, rev: str = "HEAD")
     """(reason, detail) if the repo is filtered out, else None. Reasons: ``excluded``, ``language``,
     ``no_tests``, ``license``."""
     if name.lower() in {e.lower() for e in filters.exclude}:
+        benchmarks = benchmarks_of(name)
+        if benchmarks:
+            return "excluded", (f"{name} is a source repository of {', '.join(benchmarks)}: never mined, so "
+                                "mined data cannot leak into them")
         return "excluded", f"{name} is on the exclusion list"
     files = repo.list_files(rev)
     if filters.languages:

@@ -259,3 +259,58 @@ def _is_one_json(text: str) -> bool:
         return True
     except json.JSONDecodeError:
         return False
+
+
+def as_patches(trajectories: list[Trajectory]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(patch records for ``patches.check_patches``, rejections of duplicates and empty patches).
+    A trajectory whose content repeats an earlier one is checked once."""
+    seen: set[str] = set()
+    patches, rejected = [], []
+    for t in trajectories:
+        if t.trajectory_id in seen:
+            rejected.append(_rejection(t, "duplicate_trajectory", "the same instance, patch and messages as an "
+                                                                  "earlier trajectory"))
+        elif not t.patch.strip():
+            rejected.append(_rejection(t, "no_patch", f"the agent submitted no patch (exit status {t.exit_status})"))
+        else:
+            patches.append({"patch_id": t.trajectory_id, "instance_id": t.instance_id, "model": t.model,
+                            "patch": t.patch})
+        seen.add(t.trajectory_id)
+    return patches, rejected
+
+
+def _rejection(t: Trajectory, reason: str, detail: str | None) -> dict[str, Any]:
+    return {"trajectory_id": t.trajectory_id, "instance_id": t.instance_id, "source": t.source, "reason": reason,
+            "detail": detail}
+
+
+def count_tokens(tokenizer: Any, messages: list[dict[str, Any]]) -> int:
+    """Tokens of the conversation's text (contents and tool-call arguments), without a template."""
+    texts = [m["content"] for m in messages] + [c["function"]["arguments"] for m in messages
+                                                for c in m.get("tool_calls") or []]
+    return sum(len(ids) for ids in tokenizer([t for t in texts if t], add_special_tokens=False)["input_ids"])
+
+
+def trajectory_rows(trajectories: list[Trajectory], results: dict[str, dict[str, Any]],
+                    tokenizer: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(``swe/trajectories`` rows of the resolved ones, rejections of the rest) given the patch
+    check results by ``trajectory_id``. Every trajectory lands in exactly one of them."""
+    kept, rejected, seen = [], [], set()
+    for t in trajectories:
+        if t.trajectory_id in seen:
+            continue
+        seen.add(t.trajectory_id)
+        r = results.get(t.trajectory_id)
+        if r is None:
+            continue            # rejected by ``as_patches`` (no patch)
+        if not r["resolved"]:
+            detail = ", ".join(r["failing_tests"][:10]) or None
+            rejected.append(_rejection(t, f"not_resolved:{r['reason']}", detail))
+            continue
+        kept.append({"trajectory_id": t.trajectory_id, "instance_id": t.instance_id, "format": t.format,
+                     "source": t.source, "model": t.model, "exit_status": t.exit_status, "messages": t.messages,
+                     "patch": t.patch, "turns": sum(m["role"] == "assistant" for m in t.messages),
+                     "tokens": count_tokens(tokenizer, t.messages) if tokenizer is not None else None,
+                     "tokens_sent": t.tokens_sent, "tokens_received": t.tokens_received,
+                     "f2p_total": r["f2p_total"], "p2p_total": r["p2p_total"]})
+    return kept, rejected

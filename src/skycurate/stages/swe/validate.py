@@ -154,7 +154,8 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
             return out
         row = {k: c.get(k) for k in ("instance_id", "repo", "base_commit", "patch", "test_patch",
                                      "problem_statement", "hints_text", "created_at", "version",
-                                     "environment_setup_commit", "problem_source", "repo_path", "test_files")}
+                                     "environment_setup_commit", "problem_source", "issue_numbers", "issue_link",
+                                     "repo_path", "test_files")}
         row.update(FAIL_TO_PASS=verdict.fail_to_pass, PASS_TO_PASS=verdict.pass_to_pass,
                    image_tag=info.tag, image_digest=info.digest, env_image_tag=info.env_tag,
                    install_recipe=recipe.model_dump_json(), runs=json.dumps(runs), flaky_tests=verdict.flaky,
