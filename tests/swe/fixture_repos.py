@@ -350,8 +350,37 @@ def build_nonutf8(base_dir: str | os.PathLike) -> FixtureRepo:
                        [(at("2024-07-01", 14), "Should be 'Hello, Ada'.")])])
 
 
+OLD_PYTEST = ("import pytest\n\nfrom clamp import clamp\n\n"
+              "# a helper of the pytest 7 era: pytest.Instance is gone in pytest 8, so the module no longer imports\n"
+              "COLLECTOR = pytest.Instance\n\n\n"
+              "def test_low():\n    assert clamp(-1, 0, 5) == 0\n")
+
+
+def build_oldpytest(base_dir: str | os.PathLike) -> FixtureRepo:
+    """(7) Tests that only collect under an older pytest: the test module touches ``pytest.Instance``
+    (removed in pytest 8). The fix is recent, so the first environment gets today's pytest and the
+    module fails to import even with the gold patch; the validation must fall back to pytest 7."""
+    b, name = _start(Path(base_dir), "oldpytest")
+    base = b.commit("Initial clamp", {
+        "LICENSE": MIT_LICENSE, "clamp/__init__.py": "def clamp(x, lo, hi):\n    return max(lo, x)\n",
+        "tests/test_clamp.py": OLD_PYTEST,
+    }, at("2026-02-01"))
+    fix = b.commit("Clamp the upper bound too (fixes #8)", {
+        "clamp/__init__.py": "def clamp(x, lo, hi):\n    return min(hi, max(lo, x))\n",
+        "tests/test_clamp.py": OLD_PYTEST + "\n\ndef test_high():\n    assert clamp(9, 0, 5) == 5\n",
+    }, at("2026-02-02"))
+    b.close()
+    return FixtureRepo(
+        key="oldpytest", name=name, path=b.path, instance_id="fixtures__oldpytest-8", issue=8, base_commit=base,
+        fix_commit=fix, outcome="valid", fail_to_pass=["tests/test_clamp.py::test_high"],
+        pass_to_pass=["tests/test_clamp.py::test_low"],
+        notes="collects only under pytest < 8: the environment search must find pytest 7",
+        issues=[_issue(name, 8, "clamp ignores the upper bound", "clamp(9, 0, 5) gives 9.", at("2026-02-01", 13),
+                       [])])
+
+
 BUILDERS = {"calc": build_calc, "nopass": build_nopass, "flaky": build_flaky, "badinstall": build_badinstall,
-            "hang": build_hang, "nonutf8": build_nonutf8}
+            "hang": build_hang, "nonutf8": build_nonutf8, "oldpytest": build_oldpytest}
 
 
 def build_all(base_dir: str | os.PathLike, keys: list[str] | None = None) -> dict[str, FixtureRepo]:

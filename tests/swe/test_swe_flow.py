@@ -67,6 +67,10 @@ def test_each_fixture_ends_where_it_should(mined):
     m = catalog.manifest("swe/instances@latest", store=store)
     assert fixtures["flaky"].instance_id in m.stats["flaky"]
     # The non-UTF-8 log did not drop its instance, and the log is on disk.
+    old = instances[fixtures["oldpytest"].instance_id]      # found by the environment search
+    assert "pytest>=7,<8" in json.loads(old["install_recipe"])["requirements"]
+    assert [a.split(": ")[0] for a in old["env_attempts"]] == ["plain", "plain+pytest<9"]
+    assert all("collection errors with the gold patch: tests/test_clamp.py" in a for a in old["env_attempts"])
     nonutf8 = instances[fixtures["nonutf8"].instance_id]
     assert Path(nonutf8["log_dir"], "pre.log").read_text(encoding="utf-8").count("\ufffd") >= 1
 

@@ -60,3 +60,11 @@ def test_a_candidate_patch_is_resolved_only_if_every_f2p_and_p2p_test_passes():
     assert not g.resolved and g.failing == ["t::old1", "t::old2"] and (g.f2p_passed, g.p2p_passed) == (1, 0)
     g = grade_patch(["t::new"], [], {"t::new": E})
     assert not g.resolved and g.failing == ["t::new"]
+
+
+def test_collection_errors_are_the_modules_pytest_could_not_import():
+    from skycurate.stages.swe.grading import collection_errors
+
+    assert collection_errors({"tests/test_a.py": E, "tests/test_b.py::test_x": E, "tests/test_c.py::t": F,
+                              "tests/test_d.py": P}) == ["tests/test_a.py"]
+    assert collection_errors({"t::a": P}) == []

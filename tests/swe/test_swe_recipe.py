@@ -358,3 +358,13 @@ def test_env_key_ignores_install_and_requires_python():
     b = EnvRecipe(requirements=["a", "b"], install=["y"])
     assert a.env_key() == b.env_key()
     assert a.env_key() != EnvRecipe(requirements=["a"]).env_key()
+
+
+def test_older_pytest_eras_follow_the_one_a_recipe_was_given():
+    from skycurate.stages.swe.recipe import older_pytest
+
+    r = EnvRecipe(name="declared", requirements=["attrs>=21", "pytest"], install=[EDITABLE])
+    assert [(o.name, o.requirements) for o in older_pytest(r)] == [
+        ("declared+pytest<9", ["attrs>=21", "pytest<9"]), ("declared+pytest>=7,<8", ["attrs>=21", "pytest>=7,<8"])]
+    assert older_pytest(older_pytest(r)[-1]) == []                      # 7.x is the floor on Python 3.11
+    assert older_pytest(r.model_copy(update={"requirements": ["pytest==6.2.5"]})) == []   # the project's own pin

@@ -150,7 +150,8 @@ INSTANCE_SCHEMA = pa.schema([
     pa.field("image_tag", pa.string()),
     pa.field("image_digest", pa.string()),
     pa.field("env_image_tag", pa.string()),
-    pa.field("install_recipe", pa.string()),                    # EnvRecipe as JSON
+    pa.field("install_recipe", pa.string()),                    # EnvRecipe as JSON (the environment that ran)
+    pa.field("env_attempts", pa.list_(pa.string())),            # environments tried before it, and why not
     pa.field("runs", pa.string()),                              # JSON: per run, test -> status, duration
     pa.field("flaky_tests", pa.list_(pa.string())),
     pa.field("log_dir", pa.string()),

@@ -89,3 +89,10 @@ def grade_patch(fail_to_pass: Sequence[str], pass_to_pass: Sequence[str], status
     failing = sorted(t for t in f2p + p2p if not _passed(statuses.get(t)))
     return PatchGrade(resolved=not failing, f2p_passed=sum(_passed(statuses.get(t)) for t in f2p), f2p_total=len(f2p),
                       p2p_passed=sum(_passed(statuses.get(t)) for t in p2p), p2p_total=len(p2p), failing=failing)
+
+
+def collection_errors(statuses: Mapping[str, str]) -> list[str]:
+    """Test modules pytest could not even import (``ERROR path/test_x.py``, no ``::``). With the
+    gold patch applied that is the environment's fault (a pytest or Python too new for the tests),
+    not a verdict on the fix: the validation tries the next environment."""
+    return sorted(t for t, s in statuses.items() if s == "ERROR" and "::" not in t)

@@ -67,6 +67,8 @@ DEPRECATION_IGNORES = " -W ignore::DeprecationWarning -W ignore::PendingDeprecat
 # First day of a pytest major: a commit older than it gets the previous major (pytest < 7 does not run
 # on Python 3.11, so 7.x is the floor). The 9.0 date is approximate.
 PYTEST_BY_DATE = ((date(2024, 1, 27), "pytest>=7,<8"), (date(2025, 11, 1), "pytest<9"))
+# The pytest lines an environment search steps through, newest first (7.x is the floor on 3.11).
+PYTEST_ERAS = ("pytest", "pytest<9", "pytest>=7,<8")
 _VCS_OR_URL = re.compile(r"^(?:git|hg|svn|bzr)\+|^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
@@ -188,6 +190,20 @@ def infer_recipes(repo_path: str, commit: str, *, python: str = BASE_PYTHON) -> 
         if not any(r.requirements == u.requirements and r.install == u.install for u in unique):
             unique.append(r)
     return unique
+
+
+def older_pytest(recipe: EnvRecipe) -> list[EnvRecipe]:
+    """``recipe`` again with each pytest era older than the one it was given (``PYTEST_ERAS``), for
+    tests that only collect under an older pytest (removed APIs such as ``pytest.Instance``, yield
+    tests, nose-style setup). A recipe whose pytest line is the project's own declaration, not an
+    era, gets none: the project said which pytest it wants."""
+    lines = [r for r in recipe.requirements if r.replace(" ", "") in PYTEST_ERAS]
+    if not lines:
+        return []
+    era = PYTEST_ERAS.index(lines[0].replace(" ", ""))
+    rest = [r for r in recipe.requirements if r not in lines]
+    return [recipe.model_copy(update={"requirements": _merge(rest + [line]), "name": f"{recipe.name}+{line}"})
+            for line in PYTEST_ERAS[era + 1:]]
 
 
 # ---------------------------------------------------------------------------------- precheck

@@ -28,7 +28,7 @@ from typing import Any
 from skycurate.schemas.swe import EnvRecipe, ValidationConfig
 from skycurate.stages.accounting import FunnelStep
 from skycurate.stages.journal import Journal
-from skycurate.stages.swe.grading import classify
+from skycurate.stages.swe.grading import classify, collection_errors
 
 log = logging.getLogger(__name__)
 
@@ -88,35 +88,81 @@ def run_suite(tag: str, recipe: EnvRecipe, tests: list[str], patches: list[str],
     return SuiteRun(result.statuses, record=record)
 
 
-def _build(c: dict, recipes: list[EnvRecipe], log_dir: Path) -> tuple[Any, EnvRecipe | None, list[str]]:
-    """The first recipe whose env and instance images build: (ImageInfo, recipe, attempts)."""
+def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str]) -> Any:
+    """The env and instance images of ``recipe`` (ImageInfo), or None with the reason in ``attempts``."""
     from skycurate.sandbox.errors import BuildError, InstallError
     from skycurate.sandbox.images import build_env_image, build_instance_image
     from skycurate.stages.swe.recipe import precheck
 
-    attempts: list[str] = []
-    for i, recipe in enumerate(recipes):
-        reason = precheck(recipe)
-        if reason:
-            attempts.append(f"{recipe.name}: precheck: {reason}")
-            continue
-        try:
-            env_tag = build_env_image(recipe, log_path=log_dir / f"env-{i}.log")
-            info = build_instance_image(env_tag, c["repo_path"], c["base_commit"], recipe.install, c["instance_id"],
-                                        log_path=log_dir / f"instance-{i}.log")
-            return info, recipe, attempts
-        except InstallError as e:
-            attempts.append(f"{recipe.name}: install: {str(e)[:400]}")
-        except BuildError as e:
-            attempts.append(f"{recipe.name}: build: {str(e)[:400]}")
-    return None, None, attempts
+    reason = precheck(recipe)
+    if reason:
+        attempts.append(f"{recipe.name}: precheck: {reason}")
+        return None
+    try:
+        env_tag = build_env_image(recipe, log_path=log_dir / f"env-{n}.log")
+        return build_instance_image(env_tag, c["repo_path"], c["base_commit"], recipe.install, c["instance_id"],
+                                    log_path=log_dir / f"instance-{n}.log")
+    except InstallError as e:
+        attempts.append(f"{recipe.name}: install: {str(e)[:400]}")
+    except BuildError as e:
+        attempts.append(f"{recipe.name}: build: {str(e)[:400]}")
+    return None
+
+
+class _WrongEnvironment(Exception):
+    """The gold patch's run could not import some test modules: try another environment."""
+
+
+def _runs(c: dict, cfg: ValidationConfig, info: Any, recipe: EnvRecipe, log_dir: Path,
+          runs: list[dict]) -> dict:
+    """pre run, post runs, verdict -> outcome; ``_WrongEnvironment`` when the first post run shows
+    collection errors (the environment, not the fix, is at fault)."""
+    tests = list(c.get("test_files") or [])
+    pre = run_suite(info.tag, recipe, tests, [c["test_patch"]], cfg, log_dir / "pre.log", "pre", "pre-patch",
+                    "test_patch_does_not_apply")
+    runs += [pre.record] if pre.record else []
+    if pre.reason:
+        return _reject(c, STAGE_VALIDATE, pre.reason, pre.detail, log_dir)
+    posts = []
+    for k in range(cfg.post_repeats):
+        post = run_suite(info.tag, recipe, tests, [c["test_patch"], c["patch"]], cfg,
+                         log_dir / f"post-{k + 1}.log", f"post-{k + 1}", f"post-patch #{k + 1}",
+                         "patch_does_not_apply")
+        runs += [post.record] if post.record else []
+        if post.reason:
+            return _reject(c, STAGE_VALIDATE, post.reason, post.detail, log_dir)
+        if k == 0 and collection_errors(post.statuses):
+            raise _WrongEnvironment(", ".join(collection_errors(post.statuses)[:5]))
+        posts.append(post.statuses)
+    verdict = classify(pre.statuses, posts)
+    (log_dir / "runs.json").write_text(json.dumps(runs, indent=1))
+    if not verdict.valid:
+        out = _reject(c, STAGE_VALIDATE, verdict.reason, verdict.detail, log_dir)
+        out["flaky"] = verdict.flaky
+        return out
+    row = {k: c.get(k) for k in ("instance_id", "repo", "base_commit", "patch", "test_patch",
+                                 "problem_statement", "hints_text", "created_at", "version",
+                                 "environment_setup_commit", "problem_source", "issue_numbers", "issue_link",
+                                 "repo_path", "test_files")}
+    row.update(FAIL_TO_PASS=verdict.fail_to_pass, PASS_TO_PASS=verdict.pass_to_pass,
+               image_tag=info.tag, image_digest=info.digest, env_image_tag=info.env_tag,
+               install_recipe=recipe.model_dump_json(), runs=json.dumps(runs), flaky_tests=verdict.flaky,
+               log_dir=str(log_dir))
+    return {"kind": "instance", "row": row, "image_bytes": info.extra_bytes_over_env,
+            "checkout_bytes": info.checkout_bytes}
 
 
 def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, python: str = "3.11") -> dict:
-    """One candidate -> ``{"kind": "instance"|"rejected", "row": {...}}``. Instance images are removed
-    afterwards unless ``cfg.keep_images``."""
+    """One candidate -> ``{"kind": "instance"|"rejected", "row": {...}}``.
+
+    Environment search: the inferred recipes in order; the first whose images build is run. If the
+    gold patch's run cannot even import some test modules, that environment is the problem, not
+    the fix: the same recipe with each older pytest era (``recipe.older_pytest``) comes next, then
+    the remaining recipes. Every environment tried before the one that ran is recorded
+    (``env_attempts`` on the instance, the rejection's detail otherwise). Instance images are
+    removed afterwards unless ``cfg.keep_images``."""
     from skycurate.sandbox.images import remove_image
-    from skycurate.stages.swe.recipe import infer_recipes
+    from skycurate.stages.swe.recipe import infer_recipes, older_pytest
 
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -125,46 +171,40 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
         return _reject(c, STAGE_RECIPE, "no_recipe", f"{type(e).__name__}: {e}", log_dir)
     if not recipes:
         return _reject(c, STAGE_RECIPE, "no_recipe", "no install recipe could be inferred", log_dir)
-    info, recipe, attempts = _build(c, recipes, log_dir)
-    if info is None:
-        reason = "precheck_failed" if attempts and all(": precheck: " in a for a in attempts) else "install_failed"
-        return _reject(c, STAGE_INSTALL, reason, "\n".join(attempts), log_dir)
-    tests = list(c.get("test_files") or [])
-    runs: list[dict[str, Any]] = []
-    try:
-        pre = run_suite(info.tag, recipe, tests, [c["test_patch"]], cfg, log_dir / "pre.log", "pre", "pre-patch",
-                        "test_patch_does_not_apply")
-        runs += [pre.record] if pre.record else []
-        if pre.reason:
-            return _reject(c, STAGE_VALIDATE, pre.reason, pre.detail, log_dir)
-        posts = []
-        for k in range(cfg.post_repeats):
-            post = run_suite(info.tag, recipe, tests, [c["test_patch"], c["patch"]], cfg,
-                             log_dir / f"post-{k + 1}.log", f"post-{k + 1}", f"post-patch #{k + 1}",
-                             "patch_does_not_apply")
-            runs += [post.record] if post.record else []
-            if post.reason:
-                return _reject(c, STAGE_VALIDATE, post.reason, post.detail, log_dir)
-            posts.append(post.statuses)
-        verdict = classify(pre.statuses, posts)
-        (log_dir / "runs.json").write_text(json.dumps(runs, indent=1))
-        if not verdict.valid:
-            out = _reject(c, STAGE_VALIDATE, verdict.reason, verdict.detail, log_dir)
-            out["flaky"] = verdict.flaky
-            return out
-        row = {k: c.get(k) for k in ("instance_id", "repo", "base_commit", "patch", "test_patch",
-                                     "problem_statement", "hints_text", "created_at", "version",
-                                     "environment_setup_commit", "problem_source", "issue_numbers", "issue_link",
-                                     "repo_path", "test_files")}
-        row.update(FAIL_TO_PASS=verdict.fail_to_pass, PASS_TO_PASS=verdict.pass_to_pass,
-                   image_tag=info.tag, image_digest=info.digest, env_image_tag=info.env_tag,
-                   install_recipe=recipe.model_dump_json(), runs=json.dumps(runs), flaky_tests=verdict.flaky,
-                   log_dir=str(log_dir))
-        return {"kind": "instance", "row": row, "image_bytes": info.extra_bytes_over_env,
-                "checkout_bytes": info.checkout_bytes}
-    finally:
-        if not cfg.keep_images:
-            remove_image(info.tag)
+    queue, attempts, tried, built = list(recipes), [], set(), 0
+    while queue:
+        recipe = queue.pop(0)
+        key = (tuple(recipe.requirements), tuple(recipe.install))
+        if key in tried:
+            continue
+        tried.add(key)
+        n = len(tried) - 1
+        info = _build(c, recipe, n, log_dir, attempts)
+        if info is None:
+            continue
+        built += 1
+        run_dir = log_dir if built == 1 else log_dir / f"env-{n}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out = _runs(c, cfg, info, recipe, run_dir, [])
+        except _WrongEnvironment as e:
+            attempts.append(f"{recipe.name}: collection errors with the gold patch: {e}")
+            queue = older_pytest(recipe) + queue
+            continue
+        finally:
+            if not cfg.keep_images:
+                remove_image(info.tag)
+        if out["kind"] == "instance":
+            out["row"]["env_attempts"] = attempts
+        elif attempts:
+            out["row"]["detail"] = ("environments tried before:\n" + "\n".join(attempts) + "\n\n"
+                                    + (out["row"]["detail"] or ""))[-2000:]
+        return out
+    if built:
+        return _reject(c, STAGE_VALIDATE, "collection_error",
+                       "no environment could import the tests:\n" + "\n".join(attempts), log_dir)
+    reason = "precheck_failed" if attempts and all(": precheck: " in a for a in attempts) else "install_failed"
+    return _reject(c, STAGE_INSTALL, reason, "\n".join(attempts), log_dir)
 
 
 def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, work: Path, python: str = "3.11",
