@@ -440,3 +440,60 @@ def _skycurate_container_names() -> list[str]:
     return [c.name for c in client().containers.list(all=True, filters={"label": "skycurate=1"})]
 
 
+
+
+# The repository's install runs untrusted code (setup.py, build backends): it reports what it could do.
+BUILD_PROBE = r'''
+import json, os, socket, sys
+
+def first(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            return open(p).read().strip()
+    return None
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+    net = "connected"
+except OSError as e:
+    net = f"errno {e.errno}"
+json.dump({"uid": os.getuid(), "cap_eff": status["CapEff"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
+           "memory": first("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+           "pids": first("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+           "venv_writable": os.access("/opt/venv/lib", os.W_OK), "net": net}, open("probe.json", "w"))
+'''
+
+
+def _bridge_gateway(docker_client) -> str:
+    return docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+
+
+def test_the_install_step_is_confined_and_offline_unless_it_must_download(env_image, tiny_repo, docker_client):
+    """A listener on the host's bridge address: the repo's install (a probe) cannot reach it when the
+    recipe installs with --no-deps, and can when pip must download (the control that proves the check
+    can fail). Either way it runs as the build user, without capabilities, under memory/pids limits."""
+    import json
+    import socket
+
+    gateway = _bridge_gateway(docker_client)
+    listener = socket.socket()
+    listener.bind((gateway, 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    probe = f"python - {gateway} {port} <<'EOF'\n{BUILD_PROBE}\nEOF"
+    results = {}
+    try:
+        for name, install in (("offline", ["pip install --no-deps --no-build-isolation -e .", probe]),
+                              ("download", ["pip install --no-build-isolation -e .", probe])):
+            info = build_instance_image(env_image, tiny_repo.path, tiny_repo.base, install, f"skytest__probe-{name}")
+            res = run(info.tag, test_cmd="cat probe.json")
+            results[name] = json.loads(res.test_output[res.test_output.index("{"):].splitlines()[0])
+    finally:
+        listener.close()
+        cleanup(prefix="skycurate/instance:skytest__probe-")
+    for name, got in results.items():
+        assert got["uid"] == 1001 and got["cap_eff"] == "0000000000000000" and got["no_new_privs"] == "1", name
+        assert got["memory"] == str(4 * 1024 ** 3) and got["pids"] == "2048" and got["venv_writable"], name
+    assert results["offline"]["net"] == "errno 101"           # ENETUNREACH: no network at all
+    assert results["download"]["net"] == "connected"

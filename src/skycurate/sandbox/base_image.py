@@ -25,6 +25,8 @@ from skycurate.sandbox.image_build import (
     _COMMIT_CHANGES,
     BASE_REPO,
     BUILD_DIR,
+    BUILD_UID,
+    BUILD_USER,
     LABEL,
     PATH_ENV,
     ROOTFS_REPO,
@@ -70,6 +72,8 @@ set -euxo pipefail
 python3 -m venv {VENV}
 {VENV}/bin/pip install --no-cache-dir {' '.join(BASE_PINS)}
 useradd --create-home --uid {SKY_UID} --user-group --shell /bin/bash {SKY_USER}
+useradd --create-home --uid {BUILD_UID} --user-group --shell /bin/bash {BUILD_USER}
+chown -R {BUILD_USER}:{BUILD_USER} {VENV}   # later steps install into it as {BUILD_USER}, never as root
 mkdir -p {TESTBED}
 chown {SKY_USER}:{SKY_USER} {TESTBED}
 git config --system --add safe.directory '*'

@@ -2,7 +2,8 @@
 
 Split out of ``images`` so that the base image (``base_image``) and the env and instance images
 (``images``) build the same way without importing each other. A build step runs a script as root
-in a container of the layer below (network on, the host CA bundle next to the script) and commits
+in a container of the layer below (the host CA bundle next to the script), confined like a test
+run (``BuildConfinement``: limits, capabilities, network only where a step downloads), and commits
 the container as the new layer (``docker commit``, not a Dockerfile); see ``images`` for why.
 """
 
@@ -20,6 +21,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
@@ -33,8 +35,10 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------- constants
 
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-SKY_USER = "sky"
+SKY_USER = "sky"                        # runs the tests: /testbed is its, the venv is read-only to it
 SKY_UID = 1000
+BUILD_USER = "builder"                  # runs installs (registry packages, the repo's setup): owns the venv
+BUILD_UID = 1001
 VENV = "/opt/venv"
 TESTBED = "/testbed"
 BUILD_DIR = "/skycurate-build"          # build script + CA bundle; deleted before each commit
@@ -48,6 +52,25 @@ INSTANCE_REPO = "skycurate/instance"
 
 #: Seconds a build step may run before its container is killed.
 BUILD_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class BuildConfinement:
+    """How a build container is confined. A build runs code from outside (apt and PyPI packages,
+    a repository's own ``setup.py``), so it gets limits like a test run: memory, CPUs, pids,
+    no-new-privileges, every capability dropped except the few that root needs to install
+    packages, and the network only when the step must download."""
+
+    network: bool = True
+    memory: str = "4g"
+    cpus: float = 2.0
+    pids: int = 2048
+    #: what apt/dpkg and useradd need as root; a step that runs only as ``sky`` needs none of them
+    caps: tuple[str, ...] = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID")
+
+
+#: the base and env steps: root with package-manager capabilities, network for the registries
+REGISTRY_STEP = BuildConfinement()
 
 # Re-applied at every commit (a build container runs as root in / with its own command).
 _COMMIT_CHANGES = [f"USER {SKY_USER}", f"WORKDIR {TESTBED}", 'CMD ["/bin/bash"]']
@@ -144,9 +167,11 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
                 put: Sequence[tuple[str, object]] = (),
                 changes: Sequence[str] = (), timeout_s: int = BUILD_TIMEOUT_S,
                 log_path: str | os.PathLike | None = None,
-                error_for_exit: dict[int, type[BuildError]] | None = None) -> str:
-    """Run ``script`` as root in a container of ``from_image`` (network on, host CA bundle at
-    ``BUILD_DIR/ca.crt``) and commit the result as ``tag``. The container is always removed."""
+                error_for_exit: dict[int, type[BuildError]] | None = None,
+                confinement: BuildConfinement = REGISTRY_STEP) -> str:
+    """Run ``script`` as root in a container of ``from_image`` (host CA bundle at
+    ``BUILD_DIR/ca.crt``), confined by ``confinement``, and commit the result as ``tag``. The
+    container is always removed."""
     cli = client()
     payload = {f"{BUILD_DIR.strip('/')}/build.sh": script,
                f"{BUILD_DIR.strip('/')}/ca.crt": _host_ca()}
@@ -161,7 +186,11 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
                 container = cli.containers.create(
                     from_image, command=["bash", f"{BUILD_DIR}/build.sh"], user="0:0",
                     working_dir="/", labels={LABEL: "1"},   # container labels end up in the image
-                    name=f"skycurate-build-{os.urandom(4).hex()}", detach=True)
+                    name=f"skycurate-build-{os.urandom(4).hex()}", detach=True,
+                    network_mode="bridge" if confinement.network else "none",
+                    mem_limit=confinement.memory, memswap_limit=confinement.memory,
+                    nano_cpus=int(confinement.cpus * 1e9), pids_limit=confinement.pids,
+                    security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=list(confinement.caps))
             except docker.errors.ImageNotFound as exc:
                 raise BuildError(f"{what}: image {from_image} does not exist") from exc
             container.put_archive("/", _tar_files(payload))

@@ -57,8 +57,11 @@ from skycurate.sandbox.image_build import (
     INSTANCE_REPO,
     LABEL,
     ROOTFS_REPO,
+    BUILD_UID,
+    BUILD_USER,
     SKY_UID,
     TESTBED,
+    BuildConfinement,
     _build_lock,
     _build_step,
     _get_image,
@@ -91,18 +94,22 @@ if [ -s {BUILD_DIR}/apt.txt ]; then
   rm -rf /var/lib/apt/lists/*
 fi
 if [ -s {BUILD_DIR}/requirements.txt ]; then
-  pip install --no-cache-dir -r {BUILD_DIR}/requirements.txt
+  # packages from the registry run their own code (sdists): as {BUILD_USER}, not root
+  runuser -u {BUILD_USER} -- env HOME=/home/{BUILD_USER} pip install --no-cache-dir -r {BUILD_DIR}/requirements.txt
 fi
 rm -rf /root/.cache /tmp/* {BUILD_DIR}
 """
 
-# The instance build: the repo was put into /testbed before this runs.
+# The instance build: the repo was put into /testbed before this runs. The repository's own
+# install (its setup.py, build backend) runs as {BUILD_USER}: no capabilities, no way back to root;
+# then /testbed goes to {SKY_USER}, who runs the tests.
 _INSTANCE_SETUP = f"""\
 set -uo pipefail
 {_CA_EXPORTS}
+chown -R {BUILD_UID}:{BUILD_UID} {TESTBED}
 cd {TESTBED}
 echo '>>>>> Install'
-if ! bash -ex {BUILD_DIR}/install.sh; then
+if ! runuser -u {BUILD_USER} -- env HOME=/home/{BUILD_USER} bash -ex {BUILD_DIR}/install.sh; then
   echo '>>>>> Install failed'
   exit 86
 fi
@@ -110,7 +117,7 @@ echo '>>>>> Install done'
 set -e
 chown -R {SKY_UID}:{SKY_UID} {TESTBED}
 chmod 755 {TESTBED}
-rm -rf /root/.cache /tmp/* {BUILD_DIR}
+rm -rf /root/.cache /tmp/* /home/{BUILD_USER}/.cache {BUILD_DIR}
 """
 _INSTALL_FAILED = 86
 
@@ -287,10 +294,25 @@ def build_instance_image(env_tag: str, repo_path: str | os.PathLike, base_commit
                                      f"LABEL {LABEL}.env={env_tag}",
                                      f"LABEL {LABEL}.checkout_bytes={checkout_bytes}"],
                             log_path=log_path, timeout_s=timeout_s,
-                            error_for_exit={_INSTALL_FAILED: InstallError})
+                            error_for_exit={_INSTALL_FAILED: InstallError},
+                            confinement=instance_confinement(install_cmds))
         info = _instance_info(tag, env_img, built=True, build_s=time.monotonic() - t0)
         assert info is not None
         return info
+
+
+def install_needs_network(install_cmds: Sequence[str]) -> bool:
+    """Whether an install downloads: a ``pip install`` that resolves dependencies (no
+    ``--no-deps``). The inferred recipes install the project with ``--no-deps
+    --no-build-isolation`` (everything else is in the env image), so they build offline."""
+    return any(re.search(r"\bpip3?\s+install\b", cmd) and "--no-deps" not in cmd for cmd in install_cmds)
+
+
+def instance_confinement(install_cmds: Sequence[str]) -> BuildConfinement:
+    """The instance step: root only to hand /testbed to ``sky`` and switch to it; the network only
+    when the install must download (``install_needs_network``)."""
+    return BuildConfinement(network=install_needs_network(install_cmds), caps=("CHOWN", "SETUID", "SETGID",
+                                                                                "DAC_OVERRIDE", "FOWNER"))
 
 
 def _label_value(value: str) -> str:
