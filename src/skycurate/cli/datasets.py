@@ -1,0 +1,171 @@
+"""The ``skycurate datasets`` group: list the datasets in a store, and show, trace the lineage
+of, read and verify one version.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.tree import Tree
+
+from skycurate.cli.common import (
+    DebugOpt,
+    JsonOpt,
+    RefArg,
+    StoreOpt,
+    _catalog,
+    _errors,
+    _funnel_table,
+    _human_bytes,
+    _print_json,
+    err,
+    stdout,
+)
+from skycurate.errors import SkycurateError
+
+datasets_app = typer.Typer(help="Inspect published datasets.", no_args_is_help=True)
+
+
+def _resolve(store: str | None, ref: str):
+    """The store's catalog and ``ref`` resolved to one version in it."""
+    catalog = _catalog(store)
+    return catalog, catalog.resolve(ref)
+
+
+@datasets_app.command("ls")
+def datasets_ls(store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """List datasets with their latest version."""
+    with _errors(debug):
+        summaries = _catalog(store).summaries()
+        if as_json:
+            _print_json([s.model_dump() for s in summaries])
+            return
+        if not summaries:
+            stdout.print("no datasets yet")
+            return
+        table = Table()
+        for col in ("dataset", "latest", "versions", "rows", "size", "created"):
+            table.add_column(col, justify="right" if col in ("versions", "rows", "size") else "left")
+        for s in summaries:
+            table.add_row(s.name, s.latest, str(s.versions), f"{s.num_rows:,}", _human_bytes(s.num_bytes),
+                          s.created_at[:19].replace("T", " "))
+        stdout.print(table)
+
+
+@datasets_app.command("show")
+def datasets_show(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show a version's manifest: rows, files, parents, producer, funnel, schema."""
+    with _errors(debug):
+        catalog, resolved = _resolve(store, ref)
+        m = catalog.manifest(resolved)
+        data = m.model_dump(mode="json", by_alias=True)
+        if as_json:
+            _print_json({**data, "uri": resolved.uri})
+            return
+        stdout.print(f"[bold]{resolved.label}[/bold]  {m.num_rows:,} rows, {_human_bytes(m.num_bytes)} "
+                  f"in {len(m.files)} file(s), created {m.created_at}")
+        stdout.print(f"path: {resolved.uri}")
+        p = m.producer
+        stdout.print(f"producer: flow={p.flow} task={p.task} run={p.flow_run_id} code={p.code_version}")
+        for parent in m.parents:
+            stdout.print(f"parent: {parent.name}@{parent.version}" if parent.is_dataset else
+                         f"parent: {parent.name} ({parent.uri}, {_pinned_by(parent)})")
+        if m.stats.get("funnel"):
+            stdout.print(_funnel_table(m.stats["funnel"]))
+        schema = Table(title="schema")
+        schema.add_column("column")
+        schema.add_column("type")
+        for f in m.schema_["fields"]:
+            schema.add_row(f["name"], json.dumps(f["type"]) if not isinstance(f["type"], str) else f["type"])
+        stdout.print(schema)
+
+
+def _pinned_by(parent) -> str:
+    """How an external input is pinned: its content hash, else what pins it (size/mtime, refs, ...)."""
+    if parent.sha256:
+        return f"sha256 {parent.sha256[:12]}…"
+    return parent.pin or "not pinned"
+
+
+@datasets_app.command("lineage")
+def datasets_lineage(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show the tree of inputs a version was made from."""
+    with _errors(debug):
+        node = _catalog(store).lineage(ref)
+        if as_json:
+            _print_json(node.model_dump())
+            return
+
+        def label(n) -> str:
+            if n.missing:
+                return f"{n.label} [red](missing)[/red]"
+            if n.uri:
+                return f"{n.name} [dim]{_pinned_by(n)}[/dim]"
+            return f"{n.label} [dim]{n.num_rows:,} rows[/dim]"
+
+        def add(tree: Tree, n) -> None:
+            for p in n.parents:
+                add(tree.add(label(p)), p)
+
+        tree = Tree(label(node))
+        add(tree, node)
+        stdout.print(tree)
+
+
+@datasets_app.command("read")
+def datasets_read(ref: RefArg,
+                  limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Rows to print.")] = 10,
+                  columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns.")] = None,
+                  store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Print the first rows of a version (``--json``: one JSON object per line)."""
+    with _errors(debug):
+        dataset = _catalog(store).open(ref)
+        cols = [c.strip() for c in columns.split(",")] if columns else None
+        if cols:
+            unknown = [c for c in cols if c not in dataset.schema.names]
+            if unknown:
+                raise SkycurateError(f"unknown column(s) {', '.join(unknown)}; columns: {', '.join(dataset.schema.names)}")
+        rows = dataset.head(limit, columns=cols).to_pylist()
+        if as_json:
+            for row in rows:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            return
+        table = Table()
+        for c in cols or dataset.schema.names:
+            table.add_column(c, overflow="fold", max_width=60)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        stdout.print(table)
+
+
+@datasets_app.command("verify")
+def datasets_verify(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Re-hash every file and re-count rows against the manifest; exit 1 if anything differs."""
+    with _errors(debug):
+        catalog, resolved = _resolve(store, ref)
+        with Progress(TextColumn("verifying {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task(resolved.label, total=None)
+            report = catalog.verify(resolved, progress=lambda done, total: progress.update(task, completed=done,
+                                                                                               total=total))
+        if as_json:
+            _print_json(report.model_dump())
+        elif report.ok:
+            stdout.print(f"[green]ok[/green] {report.dataset}: {report.files_checked} file(s), {report.rows:,} rows match")
+        else:
+            stdout.print(f"[red]FAILED[/red] {report.dataset}:")
+            for problem in report.problems:
+                stdout.print(f"  - {problem}")
+        if not report.ok:
+            raise typer.Exit(1)
