@@ -62,7 +62,13 @@ def main() -> None:
 
         cfg = ValidationConfig(workers=args.workers)
         t0 = time.perf_counter()
-        outcomes = validate_all([c for _, c in found], cfg, Path(args.work))
+        def progress(n: int, total: int, o: dict) -> None:
+            r = o["row"]
+            print(f"  [{n}/{total}] {r['instance_id']}: "
+                  f"{'valid' if o['kind'] == 'instance' else r['stage'] + ':' + r['reason']} "
+                  f"({o.get('seconds', 0):.0f} s)", flush=True)
+
+        outcomes = validate_all([c for _, c in found], cfg, Path(args.work), progress=progress)
         val_s = time.perf_counter() - t0
         rows = []
         for (t, _), o in zip(found, outcomes, strict=True):
