@@ -68,3 +68,17 @@ def test_collection_errors_are_the_modules_pytest_could_not_import():
     assert collection_errors({"tests/test_a.py": E, "tests/test_b.py::test_x": E, "tests/test_c.py::t": F,
                               "tests/test_d.py": P}) == ["tests/test_a.py"]
     assert collection_errors({"t::a": P}) == []
+
+
+def test_ids_that_change_between_runs_are_unstable_not_flaky():
+    """marshmallow parametrizes a test with the current time: each run has its own id."""
+    pre = {"t::a": F, "t::b": P, "t::when[17:28:11]": P}
+    posts = [{"t::a": P, "t::b": P, "t::when[17:28:12]": P}, {"t::a": P, "t::b": P, "t::when[17:28:13]": P},
+             {"t::a": P, "t::b": P, "t::when[17:28:14]": P}]
+    v = classify(pre, posts)
+    assert v.valid and v.fail_to_pass == ["t::a"] and v.pass_to_pass == ["t::b"] and v.flaky == []
+    assert v.unstable == ["t::when[17:28:12]", "t::when[17:28:13]", "t::when[17:28:14]", "t::when[17:28:11]"]
+    assert v.regressed == []                       # the pre run's id is not a test that stopped passing
+    # a test the pre run knows that goes missing from one post run is still flaky (a crash, not a new id)
+    v = classify({"t::a": F, "t::b": P}, [{"t::a": P, "t::b": P}, {"t::a": P}, {"t::a": P, "t::b": P}])
+    assert v.reason == "flaky_tests" and v.flaky == ["t::b"]

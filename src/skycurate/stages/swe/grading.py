@@ -14,7 +14,9 @@ Conventions (SWE-bench, SWE-bench-Live):
   pytest reports once per file, not per test).
 - PASS_TO_PASS: passed pre and passes post.
 - Flaky: a test whose outcome differs between post runs. Any flaky test rejects the instance
-  (``flaky_tests``); the tests are recorded.
+  (``flaky_tests``); the tests are recorded. A test id that is absent from the pre run and from
+  some post run is *unstable* (its id changes between runs: parametrized by the clock or a
+  random value): left out of every list, not flaky.
 - Regression: passed pre, fails in every post run. Rejects (``p2p_regression``).
 - Empty FAIL_TO_PASS rejects (``no_fail_to_pass``): the tests do not show the bug.
 """
@@ -33,6 +35,7 @@ class Verdict:
     pass_to_pass: list[str]
     flaky: list[str]
     regressed: list[str]
+    unstable: list[str] = field(default_factory=list)   # ids that exist in some post runs only
     reason: str | None = None            # None = valid instance
     detail: str = ""
     counts: dict[str, int] = field(default_factory=dict)
@@ -50,15 +53,24 @@ def classify(pre: Mapping[str, str], posts: Sequence[Mapping[str, str]]) -> Verd
     """The verdict of one instance from its pre run and its post runs (test id -> status)."""
     if not posts:
         raise ValueError("at least one post run is needed")
-    tests = sorted(set().union(*[set(p) for p in posts]))
+    seen = set().union(*[set(p) for p in posts])
+    # A test id absent from the pre run and from some post run is not one test that flips: its id
+    # changes from run to run (parametrized by the clock, a random seed, an object address), so it
+    # can be neither FAIL_TO_PASS nor PASS_TO_PASS, and it does not make the instance flaky.
+    unstable = sorted(t for t in seen if t not in pre and any(t not in p for p in posts))
+    # ... and the pre run's own id of that test (same name, other parameters) never shows up again
+    families = {t.split("[", 1)[0] for t in unstable}
+    unstable += sorted(t for t in pre if t not in seen and t.split("[", 1)[0] in families)
+    tests = sorted(seen - set(unstable))
     flaky = [t for t in tests if len({_passed(p.get(t)) for p in posts}) > 1]
     always = [t for t in tests if t not in flaky and all(_passed(p.get(t)) for p in posts)]
     f2p = [t for t in always if not _passed(pre.get(t))]
     p2p = [t for t in always if _passed(pre.get(t))]
-    regressed = sorted(t for t in pre if _passed(pre[t]) and t not in flaky and not any(_passed(p.get(t)) for p in posts))
-    verdict = Verdict(f2p, p2p, flaky, regressed,
+    regressed = sorted(t for t in pre if _passed(pre[t]) and t not in flaky and t not in unstable
+                       and not any(_passed(p.get(t)) for p in posts))
+    verdict = Verdict(f2p, p2p, flaky, regressed, unstable,
                       counts={"tests": len(tests), "f2p": len(f2p), "p2p": len(p2p), "flaky": len(flaky),
-                              "regressed": len(regressed)})
+                              "regressed": len(regressed), "unstable": len(unstable)})
     if flaky:
         verdict.reason, verdict.detail = "flaky_tests", ", ".join(flaky[:10])
     elif regressed:
