@@ -232,33 +232,29 @@ def read_trajectories(files: list[str]) -> ReadResult:
         except OSError as e:
             result.quarantined.append({"source": f, "reason": "unreadable", "detail": str(e)[:500]})
             continue
-        stripped = text.lstrip()
-        if f.endswith(".jsonl") or (stripped.startswith("{") and "\n{" in stripped and not _is_one_json(stripped)):
-            for n, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError as e:
-                    result.quarantined.append({"source": f"{f}:{n}", "reason": "bad_json", "detail": e.msg})
-                    continue
-                add(doc, f"{f}:{n}")
-        else:
-            try:
-                doc = json.loads(text)
-            except json.JSONDecodeError as e:
-                result.quarantined.append({"source": f, "reason": "bad_json", "detail": f"{e.msg} at line {e.lineno}"})
+        try:                        # one JSON document (SWE-agent, mini-SWE-agent) ...
+            doc = None if f.endswith(".jsonl") else json.loads(text)
+        except json.JSONDecodeError as e:
+            if "\n{" not in text.strip():   # not JSON Lines either
+                result.quarantined.append({"source": f, "reason": "bad_json",
+                                           "detail": f"{e.msg} at line {e.lineno}"})
                 continue
+            doc = None
+        if doc is not None:
             add(doc, f)
+            continue
+        for n, line in enumerate(text.splitlines(), 1):   # ... or JSON Lines (OpenHands output.jsonl)
+            if not line.strip():
+                continue
+            try:
+                line_doc = json.loads(line)
+            except json.JSONDecodeError as e:
+                result.quarantined.append({"source": f"{f}:{n}", "reason": "bad_json", "detail": e.msg})
+                continue
+            add(line_doc, f"{f}:{n}")
     return result
 
 
-def _is_one_json(text: str) -> bool:
-    try:
-        json.loads(text)
-        return True
-    except json.JSONDecodeError:
-        return False
 
 
 def as_patches(trajectories: list[Trajectory]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
