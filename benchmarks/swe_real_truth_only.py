@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mine-only", action="store_true", help="only the found rate (no Docker)")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--repo", action="append", default=[],
+                    help="only this truth repository (owner/name; repeatable): a quick check, not the figure")
     args = ap.parse_args()
 
     from skycurate.connectors.git_repos import resolve_repo
@@ -41,8 +43,9 @@ def main() -> None:
     from skycurate.stages.swe.mining import mine_repo
 
     data = json.loads(TRUTH.read_text())
-    truth = data["instances"]
-    folders = {r["repo"]: Path(args.clones) / r["repo"].split("/")[1] for r in data["repos"]}
+    truth = [t for t in data["instances"] if not args.repo or t["repo"] in args.repo]
+    folders = {r["repo"]: Path(args.clones) / r["repo"].split("/")[1] for r in data["repos"]
+               if not args.repo or r["repo"] in args.repo}
     found, t0 = [], time.perf_counter()
     for repo, folder in folders.items():
         res = mine_repo(resolve_repo(folder), MiningConfig())

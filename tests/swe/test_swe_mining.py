@@ -45,7 +45,7 @@ from skycurate.stages.swe.closing_refs import (
     strip_closing_refs,
 )
 from skycurate.stages.swe.mining import fetch_github_metadata, mine_on_spark, mine_repo
-from skycurate.stages.swe.patch_split import is_test_path
+from skycurate.stages.swe.patch_split import is_test_path, pytest_targets
 from skycurate.stages.swe.repo_info import check_repo, detect_license, main_language
 
 CFG = MiningConfig()
@@ -108,6 +108,14 @@ def test_pr_numbers_from_merge_and_squash_subjects():
 ])
 def test_test_file_classification(path, is_test):
     assert is_test_path(path) is is_test
+
+
+def test_pytest_gets_only_the_test_modules_of_a_change():
+    # pyjwt d5ca701dd8: its test patch adds .pem keys under tests/keys, which pytest took for test paths
+    files = ["tests/keys/testkey_ec_secp192r1.priv.pem", "tests/test_algorithms.py", "tests/conftest.py",
+             "tests/__init__.py", "tests/data/cases.json", "tests/utils.py", "e2e/run.sh"]
+    assert pytest_targets(files) == ["tests/test_algorithms.py", "tests/utils.py"]
+    assert pytest_targets(["tests/keys/a.pem", "tests/conftest.py"]) == []   # data only: the whole suite
 
 
 @pytest.mark.parametrize("text, spdx", [

@@ -100,13 +100,49 @@ def test_pyproject_extras_and_hatch_vcs(tmp_path):
     declared = recipes["declared"]
     assert declared.requirements == [
         "numpy>=1.24", "typing-extensions; python_version < '3.10'", "pytest>=7.4", "orjson", "pre-commit",
-        "hatchling>=1.18", "hatch-vcs", "pytest<9", "pytest-cov", "pytest-xdist"]   # pytest gets the date's bound
+        "hatchling>=1.18", "hatch-vcs", "editables~=0.3", "pytest<9", "pytest-cov",
+        "pytest-xdist"]   # hatchling's editable build needs editables; pytest gets the date's bound
     assert "sphinx" not in declared.requirements                         # docs extra is not a test extra
     assert declared.install == [f"SETUPTOOLS_SCM_PRETEND_VERSION=1.4.0 {EDITABLE}"]
     assert declared.requires_python == ">=3.9" and precheck(declared) is None
     assert recipes["pip-extras"].install == ['SETUPTOOLS_SCM_PRETEND_VERSION=1.4.0 pip install -e ".[test,dev]"']
-    assert recipes["pip-extras"].requirements == ["hatchling>=1.18", "hatch-vcs", "pytest<9", "pytest-cov",
-                                                  "pytest-xdist"]
+    assert recipes["pip-extras"].requirements == ["hatchling>=1.18", "hatch-vcs", "editables~=0.3", "pytest<9",
+                                                  "pytest-cov", "pytest-xdist"]
+
+
+HATCH_ENVS = """
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "envy"
+version = "1.0"
+
+[project.optional-dependencies]
+yaml = ["pyyaml"]
+
+[tool.hatch.envs.default]
+dependencies = ["pytest-mock>=3", "appdirs==1.4.4"]
+
+[tool.hatch.envs.test]
+features = ["yaml"]
+extra-dependencies = ["freezegun"]
+
+[tool.hatch.envs.docs]
+dependencies = ["sphinx"]
+"""
+
+
+def test_hatch_environments_give_the_test_dependencies(tmp_path):
+    # platformdirs before its PEP 735 groups: the test deps live in hatch envs, and hatchling's
+    # editable build needs ``editables`` (pip does not install it under --no-build-isolation)
+    path, sha = repo_with(tmp_path, {"pyproject.toml": HATCH_ENVS, "envy.py": "X = 1\n",
+                                     "tests/test_e.py": "def test_e():\n    pass\n"})
+    declared = by_name(infer_recipes(str(path), sha))["declared"]
+    assert declared.requirements == ["pyyaml", "pytest-mock>=3", "appdirs==1.4.4", "freezegun", "hatchling",
+                                     "editables~=0.3", "pytest<9"]
+    assert "sphinx" not in declared.requirements
 
 
 def test_setuptools_scm_without_tags_and_pep735_groups(tmp_path):

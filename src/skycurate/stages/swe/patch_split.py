@@ -25,6 +25,19 @@ def is_test_path(path: str) -> bool:
         or base in ("test.py", "tests.py", "conftest.py")
 
 
+def pytest_targets(test_files: list[str]) -> list[str]:
+    """What to hand pytest of a change's test files: its Python modules, not the data files
+    (``.pem``, ``.json``, fixtures) nor ``conftest.py``/``__init__.py``, which pytest loads on its own
+    and would refuse or mis-collect as arguments (SWE-bench drops non-test extensions likewise).
+    A change that touches only such files gets ``[]``: run the whole suite."""
+    out = []
+    for path in test_files:
+        base = path.replace("\\", "/").rsplit("/", 1)[-1]
+        if base.endswith(".py") and base not in ("conftest.py", "__init__.py"):
+            out.append(path)
+    return out
+
+
 def _split_change(repo: GitRepo, base: str, fix: str, cfg: MiningConfig) -> tuple[tuple[str, str, list[str]] | None, str, str]:
     """((patch, test_patch, test_files), '', '') or (None, reason, detail)."""
     changes = repo.changed_files(base, fix)

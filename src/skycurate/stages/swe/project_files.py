@@ -81,6 +81,8 @@ _NON_TEST_ENVS = re.compile(r"doc|lint|flake|mypy|type|style|format|black|isort|
                             r"clean|report|bandit|pylint|ruff|spell|manifest|publish|bump|changelog|dev\b",
                             re.IGNORECASE)
 _PIP_INSTALL = re.compile(r"(?:^|[\s;&|(])(?:python3?\s+-m\s+)?(?:uv\s+)?pip3?\s+install\s+(?P<args>[^\n#]*)")
+#: Build requirements a backend adds for editable builds (its ``get_requires_for_build_editable``).
+_EDITABLE_BUILD_REQUIRES = {"hatchling": ["editables~=0.3"]}
 _SCM_BUILD = re.compile(r"^(setuptools[-_]scm|hatch[-_]vcs|setuptools[-_]git[-_]versioning)\b", re.IGNORECASE)
 
 
@@ -251,6 +253,11 @@ class _Collector:
             d.name = canonicalize_name(poetry["name"])
         build = data.get("build-system") or {}
         d.build_requires = [x for x in build.get("requires") or [] if isinstance(x, str)]
+        # What the backend asks for at build time (``get_requires_for_build_editable``), which pip
+        # never installs under ``--no-build-isolation``: hatchling's ``editables``.
+        backend = str(build.get("build-backend") or "")
+        extra_build = [x for b, xs in _EDITABLE_BUILD_REQUIRES.items() if backend.startswith(b) for x in xs]
+        d.build_requires += [x for x in extra_build if x not in d.build_requires]
         d.runtime += [x for x in project.get("dependencies") or [] if isinstance(x, str)]
         for extra, reqs in (project.get("optional-dependencies") or {}).items():
             d.extras.setdefault(str(extra), []).extend(x for x in reqs or [] if isinstance(x, str))
@@ -269,6 +276,12 @@ class _Collector:
             if gname in TEST_EXTRAS and isinstance(g, dict):
                 poetry_test.update(g.get("dependencies") or {})
         d.tool_test += [x for x in (_poetry_req(k, v) for k, v in poetry_test.items()) if x]
+        # Hatch environments: the default env and the test ones (``hatch-test`` is hatch's own).
+        for env_name, env in ((tool.get("hatch") or {}).get("envs") or {}).items():
+            if isinstance(env, dict) and (env_name in ("default", "hatch-test") or env_name in TEST_EXTRAS):
+                d.tool_test += [x for x in env.get("dependencies") or [] if isinstance(x, str) and _req(x)]
+                d.tool_test += [x for x in env.get("extra-dependencies") or [] if isinstance(x, str) and _req(x)]
+                d.wanted_extras += [str(x) for x in env.get("features") or [] if isinstance(x, str)]
         # scm versions
         build_names = [re.split(r"[\s\[<>=!~;]", x, maxsplit=1)[0] for x in d.build_requires]
         if "setuptools_scm" in tool or "setuptools-scm" in tool or any(_SCM_BUILD.match(b) for b in build_names) \

@@ -69,10 +69,11 @@ def run_suite(tag: str, recipe: EnvRecipe, tests: list[str], patches: list[str],
     apply (``patch_reason``) or a run without results into a reason."""
     from skycurate.sandbox.errors import PatchError
     from skycurate.sandbox.run import run_tests
+    from skycurate.stages.swe.patch_split import pytest_targets
 
     try:
-        result = run_tests(tag, patches=patches, test_cmd=recipe.test_cmd, test_files=tests, limits=cfg.limits,
-                           log_path=log_path)
+        result = run_tests(tag, patches=patches, test_cmd=recipe.test_cmd, test_files=pytest_targets(tests),
+                           limits=cfg.limits, log_path=log_path)
     except PatchError as e:
         return SuiteRun(None, patch_reason, str(e))
     record = {"run": run, "exit": result.exit_code, "seconds": round(result.duration_s, 2),
