@@ -83,9 +83,15 @@ def main() -> None:
             else:
                 rows.append(("REJECTED", f"{row['stage']}:{row['reason']}", (row["detail"] or "")[:160]))
             print(f"{rows[-1][0]:8} {t['repo']:30} {t['fix_commit'][:10]} {rows[-1][1]}  {rows[-1][2]}")
+        revalidated = revalidate([o["row"] for o in outcomes if o["kind"] == "instance"], cfg,
+                                 Path(args.work) / "revalidate")
         valid = [r for r in rows if r[0] == "VALID"]
         right = [r for r in valid if r[1] in ("equal", "superset")]
         installed = [r for r in rows if not r[1].startswith(("recipe:", "install:"))]
+        out.update(revalidated=sum(revalidated.values()), revalidated_of=len(revalidated),
+                   not_revalidated=sorted(k for k, ok in revalidated.items() if not ok))
+        print(f"\nre-validated from rebuilt images: {out['revalidated']}/{len(revalidated)}"
+              + (f" (not: {', '.join(out['not_revalidated'])})" if out["not_revalidated"] else ""))
         out.update(validated=len(valid), right_f2p=len(right),
                    validated_pct=round(100 * len(right) / len(truth), 1),
                    install_pct=round(100 * len(installed) / max(1, len(rows)), 1),
@@ -95,6 +101,27 @@ def main() -> None:
               f"install rate {out['install_pct']}%; {out['seconds_per_instance']} s per candidate")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+def revalidate(instances: list[dict], cfg, work: Path) -> dict[str, bool]:
+    """A second, independent run of every validated instance, as SWE-bench's harness does for its
+    own: its image is rebuilt from the recorded recipe (the first run's images are gone), then the
+    gold patch must resolve it (every FAIL_TO_PASS and PASS_TO_PASS passes) and the empty patch must
+    leave every FAIL_TO_PASS test failing."""
+    from skycurate.sandbox.images import remove_image
+    from skycurate.stages.swe.patches import check_patch
+
+    out = {}
+    for inst in instances:
+        gold = check_patch({"patch_id": "gold", "instance_id": inst["instance_id"], "patch": inst["patch"]},
+                           inst, cfg, work / inst["instance_id"])
+        empty = check_patch({"patch_id": "empty", "instance_id": inst["instance_id"], "patch": ""},
+                            inst, cfg, work / inst["instance_id"])
+        remove_image(inst["image_tag"])
+        out[inst["instance_id"]] = bool(gold["resolved"]) and empty["f2p_passed"] == 0
+        print(f"  re-validate {inst['instance_id']}: gold {'resolved' if gold['resolved'] else gold['reason']}, "
+              f"empty patch passes {empty['f2p_passed']}/{empty['f2p_total']} FAIL_TO_PASS", flush=True)
+    return out
 
 
 if __name__ == "__main__":

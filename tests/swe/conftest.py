@@ -23,10 +23,12 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    """``skycurate/base:py3.11-<hash>``: built locally on first use (a few minutes), then reused."""
-    from skycurate.sandbox import ensure_base_image
+    """``skycurate/base:py3.11-<hash>``: built locally on first use (a few minutes), then reused.
+    The 3.9 and 3.13 base images are made ready too (the environment search uses them)."""
+    from skycurate.sandbox import SUPPORTED_PYTHONS, ensure_base_image
 
-    t0 = time.monotonic()
-    tag = ensure_base_image("3.11")
-    print(f"\nbase image {tag} ready in {time.monotonic() - t0:.1f}s")
-    return tag
+    for python in SUPPORTED_PYTHONS:
+        t0 = time.monotonic()
+        tag = ensure_base_image(python)
+        print(f"\nbase image {tag} ready in {time.monotonic() - t0:.1f}s")
+    return ensure_base_image("3.11")

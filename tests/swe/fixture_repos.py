@@ -15,6 +15,9 @@ flaky           real F2P + 8 tests that pass at random (p=1/2 each, in every run
 badinstall      pyproject depends on ``this-package-does-not-exist-skycurate==9.9``   install_failed
 hang            after the patch one test waits forever (``while True: sleep``)         timeout
 nonutf8         valid fix; a test and the process at exit write non-UTF-8 bytes        valid
+oldpytest       tests collect only under pytest < 8 (``pytest.Instance``)              valid
+py39            2019 code importing ``collections.Mapping``: runs on Python 3.9 only   valid
+py313           ``requires-python >=3.12`` and PEP 695 syntax: runs on Python 3.13     valid
 ==============  =====================================================================  ==================
 
 ``write_export(fixtures, path)`` writes the matching issues (title, body, comments dated before and
@@ -379,8 +382,65 @@ def build_oldpytest(base_dir: str | os.PathLike) -> FixtureRepo:
                        [])])
 
 
+# Imports ``collections.Mapping``, removed in Python 3.10: the module only imports on 3.9.
+PY39_ONLY = ("from collections import Mapping\n\n\n"
+             "def flatten(d, prefix=''):\n"
+             "    out = {}\n"
+             "    for k, v in d.items():\n"
+             "        if isinstance(v, Mapping):\n"
+             "            out.update(flatten(v, prefix + k + '.'))\n"
+             "        else:\n"
+             "            out[k] = v\n"
+             "    return out\n")
+
+
+def build_py39(base_dir: str | os.PathLike) -> FixtureRepo:
+    """(8) 2019 code that only runs on Python 3.9 (``collections.Mapping`` is gone in 3.10): the
+    commit's date makes 3.9 the first choice, and the instance records it."""
+    b, name = _start(Path(base_dir), "py39")
+    test = "from flat import flatten\n\n\ndef test_flat():\n    assert flatten({'a': 1}) == {'a': 1}\n"
+    base = b.commit("Initial flat", {
+        "LICENSE": MIT_LICENSE, "flat/__init__.py": PY39_ONLY, "tests/test_flat.py": test,
+    }, at("2019-05-01"))
+    fix = b.commit("Keep the prefix of nested keys (fixes #9)", {
+        "flat/__init__.py": PY39_ONLY.replace("out[k] = v", "out[prefix + k] = v"),
+        "tests/test_flat.py": test + "\n\ndef test_nested():\n    assert flatten({'a': {'b': 2}}) == {'a.b': 2}\n",
+    }, at("2019-05-02"))
+    b.close()
+    return FixtureRepo(
+        key="py39", name=name, path=b.path, instance_id="fixtures__py39-9", issue=9, base_commit=base,
+        fix_commit=fix, outcome="valid", fail_to_pass=["tests/test_flat.py::test_nested"],
+        pass_to_pass=["tests/test_flat.py::test_flat"], notes="imports collections.Mapping: Python 3.9 only",
+        issues=[_issue(name, 9, "nested keys lose their prefix", "flatten({'a': {'b': 2}}) gives {'b': 2}",
+                       at("2019-05-01", 13), [])])
+
+
+def build_py313(base_dir: str | os.PathLike) -> FixtureRepo:
+    """(9) A project that requires Python >= 3.12 and uses its syntax (``type`` aliases, PEP 695):
+    ``requires-python`` rules out 3.9 and 3.11, so it runs on 3.13."""
+    b, name = _start(Path(base_dir), "py313")
+    pyproject = ('[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+                 '[project]\nname = "pairs"\nversion = "1.0"\nrequires-python = ">=3.12"\n')
+    code = "type Pair[T] = tuple[T, T]\n\n\ndef swap[T](p: Pair[T]) -> Pair[T]:\n    return (p[0], p[1])\n"
+    test = "from pairs import swap\n\n\ndef test_same():\n    assert swap((1, 1)) == (1, 1)\n"
+    base = b.commit("Initial pairs", {
+        "LICENSE": MIT_LICENSE, "pyproject.toml": pyproject, "pairs/__init__.py": code, "tests/test_pairs.py": test,
+    }, at("2025-06-01"))
+    fix = b.commit("swap swaps (fixes #10)", {
+        "pairs/__init__.py": code.replace("(p[0], p[1])", "(p[1], p[0])"),
+        "tests/test_pairs.py": test + "\n\ndef test_swap():\n    assert swap((1, 2)) == (2, 1)\n",
+    }, at("2025-06-02"))
+    b.close()
+    return FixtureRepo(
+        key="py313", name=name, path=b.path, instance_id="fixtures__py313-10", issue=10, base_commit=base,
+        fix_commit=fix, outcome="valid", fail_to_pass=["tests/test_pairs.py::test_swap"],
+        pass_to_pass=["tests/test_pairs.py::test_same"], notes="requires-python >=3.12 and PEP 695 syntax",
+        issues=[_issue(name, 10, "swap does not swap", "swap((1, 2)) gives (1, 2)", at("2025-06-01", 13), [])])
+
+
 BUILDERS = {"calc": build_calc, "nopass": build_nopass, "flaky": build_flaky, "badinstall": build_badinstall,
-            "hang": build_hang, "nonutf8": build_nonutf8, "oldpytest": build_oldpytest}
+            "hang": build_hang, "nonutf8": build_nonutf8, "oldpytest": build_oldpytest, "py39": build_py39,
+            "py313": build_py313}
 
 
 def build_all(base_dir: str | os.PathLike, keys: list[str] | None = None) -> dict[str, FixtureRepo]:

@@ -69,8 +69,19 @@ def test_each_fixture_ends_where_it_should(mined):
     # The non-UTF-8 log did not drop its instance, and the log is on disk.
     old = instances[fixtures["oldpytest"].instance_id]      # found by the environment search
     assert "pytest>=7,<8" in json.loads(old["install_recipe"])["requirements"]
-    assert [a.split(": ")[0] for a in old["env_attempts"]] == ["plain", "plain+pytest<9"]
+    assert [a.split(": ")[0] for a in old["env_attempts"]] == ["py3.11 plain", "py3.11 plain+pytest<9"]
     assert all("collection errors with the gold patch: tests/test_clamp.py" in a for a in old["env_attempts"])
+    # one Python per repository and date: 2019 code on 3.9, requires-python >=3.12 on 3.13, the rest on 3.11
+    assert instances[fixtures["py39"].instance_id]["python"] == "3.9"
+    assert json.loads(instances[fixtures["py39"].instance_id]["install_recipe"])["python"] == "3.9"
+    assert instances[fixtures["py313"].instance_id]["python"] == "3.13"
+    assert {instances[fixtures[k].instance_id]["python"] for k in ("calc", "nonutf8", "oldpytest")} == {"3.11"}
+    # an install that fails everywhere: every recipe on each Python, nearest first, up to max_environments
+    bad = rejected[fixtures["badinstall"].instance_id]["detail"].splitlines()
+    assert [line.split(": ")[0] for line in bad if line.startswith("py")] == [
+        "py3.11 declared", "py3.11 unpinned", "py3.11 pip-extras", "py3.9 declared", "py3.9 unpinned",
+        "py3.9 pip-extras", "py3.13 declared", "py3.13 unpinned"]
+    assert bad[-1] == "stopped after 8 environments (validation.max_environments); 1 not tried"
     nonutf8 = instances[fixtures["nonutf8"].instance_id]
     assert Path(nonutf8["log_dir"], "pre.log").read_text(encoding="utf-8").count("\ufffd") >= 1
 

@@ -401,6 +401,55 @@ def test_older_pytest_eras_follow_the_one_a_recipe_was_given():
 
     r = EnvRecipe(name="declared", requirements=["attrs>=21", "pytest"], install=[EDITABLE])
     assert [(o.name, o.requirements) for o in older_pytest(r)] == [
-        ("declared+pytest<9", ["attrs>=21", "pytest<9"]), ("declared+pytest>=7,<8", ["attrs>=21", "pytest>=7,<8"])]
-    assert older_pytest(older_pytest(r)[-1]) == []                      # 7.x is the floor on Python 3.11
+        ("declared+pytest<9", ["attrs>=21", "pytest<9"]), ("declared+pytest>=7,<8", ["attrs>=21", "pytest>=7,<8"]),
+        ("declared+pytest>=6,<7", ["attrs>=21", "pytest>=6,<7"])]
+    assert older_pytest(older_pytest(r)[-1]) == []                      # 6.2 is the floor
+    # an era's own eras keep the recipe's name: declared+pytest>=7,<8, not declared+pytest<9+pytest>=7,<8
+    assert [o.name for o in older_pytest(older_pytest(r)[0])] == ["declared+pytest>=7,<8", "declared+pytest>=6,<7"]
     assert older_pytest(r.model_copy(update={"requirements": ["pytest==6.2.5"]})) == []   # the project's own pin
+
+
+# ---------------------------------------------------------------------------------- Pythons
+
+
+@pytest.mark.parametrize("requires_python, day, order", [
+    (None, "2019-05-01", ["3.9", "3.11", "3.13"]),       # older than every Python we have: the oldest
+    (None, "2023-03-01", ["3.9", "3.11", "3.13"]),       # 3.11 out for less than six months
+    (None, "2023-06-01", ["3.11", "3.9", "3.13"]),       # nearest first, older before newer at equal distance
+    (None, "2026-01-01", ["3.11", "3.9", "3.13"]),       # 3.13 is never preferred by date alone
+    (">=3.12", "2025-01-01", ["3.13"]),
+    (">=3.10", "2021-01-01", ["3.11", "3.13"]),          # the project excludes 3.9 although its date says 3.9
+    (">=3.7,<3.10", "2024-09-01", ["3.9"]),
+    ("<3.8", "2018-01-01", ["3.11"]),                    # nothing allowed: the default, for precheck to reject
+    ("not a specifier", "2019-01-01", ["3.9", "3.11", "3.13"]),   # pip ignores an invalid one: so do we
+])
+def test_python_order_follows_requires_python_and_the_commit_date(requires_python, day, order):
+    from skycurate.stages.swe.pythons import python_order
+
+    assert python_order(requires_python, at(day)) == order
+    assert python_order(requires_python, at(day), "3.13") == ["3.13"]          # a fixed setting is the only one
+
+
+def test_the_pythons_are_the_ones_the_sandbox_builds():
+    from skycurate.sandbox.base_image import SUPPORTED_PYTHONS
+    from skycurate.schemas.swe import PYTHON_RELEASED
+    from skycurate.schemas.swe_flow import SweConfig
+
+    assert set(SUPPORTED_PYTHONS) == set(PYTHON_RELEASED)
+    assert SweConfig().python == "auto"
+    with pytest.raises(ValueError, match="python must be auto or one of 3.9, 3.11, 3.13"):
+        SweConfig(python="3.10")
+
+
+def test_environments_list_every_recipe_per_python_in_order(tmp_path):
+    from skycurate.stages.swe.recipe import environments
+
+    path, sha = repo_with(tmp_path, {"pyproject.toml": PYPROJECT, "src/acme_lib/__init__.py": "",
+                                     "tests/test_x.py": "def test_x():\n    pass\n"}, when=at("2021-03-01"),
+                          tag="v1.0.0")
+    envs = environments(str(path), sha)      # requires-python >=3.9, a 2021 commit: 3.9 first
+    assert [(e.python, e.name) for e in envs] == [("3.9", "declared"), ("3.9", "pip-extras"),
+                                                  ("3.11", "declared"), ("3.11", "pip-extras"),
+                                                  ("3.13", "declared"), ("3.13", "pip-extras")]
+    assert [(e.python, e.name) for e in environments(str(path), sha, "3.11")] == [("3.11", "declared"),
+                                                                                 ("3.11", "pip-extras")]

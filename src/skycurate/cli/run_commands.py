@@ -242,10 +242,12 @@ def run_swe(
     keep_images: Annotated[Optional[bool], typer.Option(
         "--keep-images/--remove-images", help="Keep instance images after validation.")] = None,
     timeout: Annotated[Optional[int], typer.Option(min=1, help="Seconds a test run may take.")] = None,
+    python: Annotated[Optional[str], typer.Option(
+        help="Python of the test environments: auto (per repository and commit date) or 3.9, 3.11, 3.13.")] = None,
 ) -> dict[str, Any]:
     """SWE task mining: git repos -> issue-fixing changes with tests -> Docker-validated instances."""
     return {"repos": repos or None, "prs": prs, "github": github, "validation.workers": workers,
-            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout}
+            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout, "python": python}
 
 
 @_flow_command("swe-validate-patches", "skycurate.schemas.swe_flow:PatchValidationConfig",

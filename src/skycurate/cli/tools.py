@@ -34,17 +34,22 @@ sample_app = typer.Typer(help="Write built-in sample inputs (for the demo and tr
 
 @sandbox_app.command("base-image")
 def sandbox_base_image(
-    python: Annotated[str, typer.Option(help="Python version of the image.")] = "3.11",
+    python: Annotated[list[str] | None, typer.Option(
+        help="Python version of the image (3.9, 3.11, 3.13; repeatable), or 'all'. Default: 3.11.")] = None,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Build the base image locally (debootstrap + docker import; no registry needed)."""
+    """Build base images locally (debootstrap of the Debian release that ships that Python + docker
+    import; no registry needed). SWE validation builds the ones it needs on first use anyway."""
     with _errors(debug):
-        from skycurate.sandbox.images import ensure_base_image
+        from skycurate.sandbox.images import SUPPORTED_PYTHONS, ensure_base_image
 
-        with err.status(f"building the Python {python} base image (debootstrap, a few minutes the first time)…"):
-            tag = ensure_base_image(python, rebuild=rebuild)
-        stdout.print(tag)
+        wanted = python or ["3.11"]
+        versions = list(SUPPORTED_PYTHONS) if "all" in wanted else wanted
+        for ver in versions:
+            with err.status(f"building the Python {ver} base image (debootstrap, a few minutes the first time)…"):
+                tag = ensure_base_image(ver, rebuild=rebuild)
+            stdout.print(tag)
 
 
 @sandbox_app.command("cleanup")

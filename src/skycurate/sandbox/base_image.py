@@ -41,14 +41,15 @@ from skycurate.sandbox.image_build import (
     cache_dir,
     image_exists,
 )
+from skycurate.schemas.swe import DEFAULT_PYTHON
 
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------- constants
 
-SUITE = "bookworm"
-#: Python versions a base image can be built for (Debian bookworm's python3; nothing is compiled).
-SUPPORTED_PYTHONS: dict[str, str] = {"3.11": SUITE}
+#: Python versions a base image can be built for: each is the ``python3`` of a Debian release, so
+#: nothing is compiled and every image comes from the Debian mirror (no container registry).
+SUPPORTED_PYTHONS: dict[str, str] = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 ROOTFS_PACKAGES = ("python3", "python3-venv", "git", "ca-certificates", "patch")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: Pinned tools of the base venv (a recipe's requirements may pin others, e.g. an older pytest).
@@ -117,7 +118,7 @@ def debian_mirror() -> str:
         for line in text.splitlines():
             line = line.strip()
             m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
-            if m and "security" not in m.group(1) and m.group(2).startswith(SUITE):
+            if m and "security" not in m.group(1) and m.group(2).startswith(tuple(SUPPORTED_PYTHONS.values())):
                 return m.group(1).rstrip("/")
             m = re.match(r"^URIs:\s*(\S+)", line)
             if m and "security" not in m.group(1) and "/debian" in m.group(1):
@@ -130,23 +131,24 @@ def _check_python(python: str) -> str:
         if python == ver or python.startswith(ver + "."):
             return ver
     raise SandboxError(
-        f"Python {python} cannot be built locally: base images come from Debian {SUITE} "
-        f"(debootstrap, no registry here), which ships only Python {', '.join(SUPPORTED_PYTHONS)}; "
-        f"use python: {next(iter(SUPPORTED_PYTHONS))} in the recipe")
+        f"Python {python} cannot be built locally: base images come from Debian releases "
+        f"(debootstrap, no registry here), which ship Python {', '.join(SUPPORTED_PYTHONS)}; "
+        f"use one of those (or python: auto)")
 
 
-def _rootfs_key() -> str:
-    return _hash("rootfs", SUITE, "minbase", sorted(ROOTFS_PACKAGES), _DPKG_EXCLUDES, "no-dev-v1")
+def _rootfs_key(suite: str) -> str:
+    return _hash("rootfs", suite, "minbase", sorted(ROOTFS_PACKAGES), _DPKG_EXCLUDES, "no-dev-v1")
 
 
-def base_image_tag(python: str = "3.11") -> str:
+def base_image_tag(python: str = DEFAULT_PYTHON) -> str:
     ver = _check_python(python)
-    return f"{BASE_REPO}:py{ver}-{_hash(_rootfs_key(), _ROOTFS_CHANGES, _COMMIT_CHANGES, _BASE_SETUP)}"
+    suite = SUPPORTED_PYTHONS[ver]
+    return f"{BASE_REPO}:py{ver}-{_hash(_rootfs_key(suite), _ROOTFS_CHANGES, _COMMIT_CHANGES, _BASE_SETUP)}"
 
 
-def _rootfs_tarball() -> Path:
-    """The debootstrap rootfs as a tarball, built once and cached on disk."""
-    out = cache_dir() / "base" / f"rootfs-{SUITE}-minbase-{_rootfs_key()}.tar"
+def _rootfs_tarball(suite: str) -> Path:
+    """The debootstrap rootfs of Debian ``suite`` as a tarball, built once and cached on disk."""
+    out = cache_dir() / "base" / f"rootfs-{suite}-minbase-{_rootfs_key(suite)}.tar"
     if out.exists():
         return out
     if os.geteuid() != 0:
@@ -160,14 +162,14 @@ def _rootfs_tarball() -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="debootstrap-") as tmp:
         target = Path(tmp) / "rootfs"
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}",
-               SUITE, str(target), mirror]
+               suite, str(target), mirror]
         log.info("base image: %s", " ".join(cmd))
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
         if proc.returncode != 0:
             detail = proc.stdout + proc.stderr
             with contextlib.suppress(OSError):
                 detail += (target / "debootstrap" / "debootstrap.log").read_text(errors="replace")
-            raise BuildError(f"debootstrap {SUITE} from {mirror} failed (exit {proc.returncode})",
+            raise BuildError(f"debootstrap {suite} from {mirror} failed (exit {proc.returncode})",
                              _tail(detail))
         _strip_rootfs(target)
         with atomic_path(out) as partial:
@@ -210,11 +212,11 @@ def _strip_rootfs(target: Path) -> None:
     (cfg / "skycurate-excludes").write_text(_DPKG_EXCLUDES)
 
 
-def ensure_base_image(python: str = "3.11", *, rebuild: bool = False) -> str:
+def ensure_base_image(python: str = DEFAULT_PYTHON, *, rebuild: bool = False) -> str:
     """Tag of the base image for ``python``, built locally if missing (or if ``rebuild``).
 
     The debootstrap tarball is cached (``~/.cache/skycurate/base``); delete it to re-bootstrap.
-    Raises ``SandboxError`` for a Python version Debian bookworm does not ship.
+    Raises ``SandboxError`` for a Python version no supported Debian release ships.
     """
     tag = base_image_tag(python)
     if not rebuild and image_exists(tag):
@@ -223,8 +225,9 @@ def ensure_base_image(python: str = "3.11", *, rebuild: bool = False) -> str:
         if not rebuild and image_exists(tag):
             return tag
         t0 = time.monotonic()
-        tarball = _rootfs_tarball()
-        rootfs_tag = f"{ROOTFS_REPO}:{SUITE}-{_hash(_rootfs_key(), _ROOTFS_CHANGES)}"
+        suite = SUPPORTED_PYTHONS[_check_python(python)]
+        tarball = _rootfs_tarball(suite)
+        rootfs_tag = f"{ROOTFS_REPO}:{suite}-{_hash(_rootfs_key(suite), _ROOTFS_CHANGES)}"
         if rebuild or not image_exists(rootfs_tag):
             with daemon_errors("docker import"):
                 client().api.import_image_from_file(
@@ -232,6 +235,6 @@ def ensure_base_image(python: str = "3.11", *, rebuild: bool = False) -> str:
                     changes=_ROOTFS_CHANGES)
         _build_step(rootfs_tag, _BASE_SETUP, tag=tag, what="base image",
                     changes=[f"LABEL {LABEL}.kind=base", f"LABEL {LABEL}.python={python}"],
-                    log_path=cache_dir() / "logs" / "base.log")
+                    log_path=cache_dir() / "logs" / f"base-py{python}.log")
         log.info("base image %s ready in %.1fs", tag, time.monotonic() - t0)
     return tag

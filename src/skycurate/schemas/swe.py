@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 
 import pyarrow as pa
 from pydantic import Field
@@ -55,11 +56,18 @@ class MiningConfig(StrictModel):
     filters: RepoFilter = Field(default_factory=RepoFilter)
 
 
+#: The Pythons test environments can have (the sandbox builds each from one Debian release), with
+#: their first release date, which ``stages.swe.pythons`` weighs against a commit's date.
+PYTHON_RELEASED = {"3.9": date(2020, 10, 5), "3.11": date(2022, 10, 24), "3.13": date(2024, 10, 7)}
+DEFAULT_PYTHON = "3.11"
+AUTO_PYTHON = "auto"
+
+
 class EnvRecipe(StrictModel):
     """How to build an environment for a repo at a commit. Its hash is the env image tag, so
     every instance with the same recipe shares one env image."""
 
-    python: str = Field(default="3.11", description="Python version of the base image")
+    python: str = Field(default=DEFAULT_PYTHON, description="Python version of the base image (3.9, 3.11, 3.13)")
     system_packages: list[str] = Field(default_factory=list, description="apt packages (build tools etc.)")
     requirements: list[str] = Field(default_factory=list,
                                     description="pip requirement lines installed into the env image")
@@ -101,6 +109,9 @@ class ValidationConfig(StrictModel):
         description="Docker daemons to spread validation over (unix://, tcp://, ssh://user@host); empty = the "
                     "local daemon or $DOCKER_HOST. Each host builds its own base/env images on first use")
     keep_images: bool = Field(default=False, description="keep instance images after validation")
+    max_environments: int = Field(
+        default=8, ge=1, description="environments (Python x recipe x pytest era) built per candidate before "
+                                     "it is rejected; recipes the precheck rules out do not count")
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
 
 
@@ -150,6 +161,7 @@ INSTANCE_SCHEMA = pa.schema([
     pa.field("image_tag", pa.string()),
     pa.field("image_digest", pa.string()),
     pa.field("env_image_tag", pa.string()),
+    pa.field("python", pa.string()),                            # Python of the environment that ran (3.9 ...)
     pa.field("install_recipe", pa.string()),                    # EnvRecipe as JSON (the environment that ran)
     pa.field("env_attempts", pa.list_(pa.string())),            # environments tried before it, and why not
     pa.field("runs", pa.string()),                              # JSON: per run, test -> status, duration

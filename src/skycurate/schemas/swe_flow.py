@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from skycurate.schemas.config import FlowConfig
-from skycurate.schemas.swe import MiningConfig, ValidationConfig
+from skycurate.schemas.swe import AUTO_PYTHON, PYTHON_RELEASED, MiningConfig, ValidationConfig
 
 
 class SweConfig(FlowConfig):
@@ -15,7 +15,18 @@ class SweConfig(FlowConfig):
     prs: str | None = Field(default=None, description="JSONL export of PRs and issues; else the GitHub API "
                                                      "(github: true) or git history alone")
     github: bool = Field(default=False, description="fetch PR/issue metadata from the GitHub REST API")
-    python: str = Field(default="3.11", description="Python of the base image")
+    python: str = Field(
+        default="auto",
+        description="Python of the test environments: auto (per repository and commit: requires-python and the "
+                    "commit's date pick 3.9, 3.11 or 3.13, the others are fallbacks) or one version for all")
+
+    @field_validator("python")
+    @classmethod
+    def _known_python(cls, v: str) -> str:
+        if v != AUTO_PYTHON and v not in PYTHON_RELEASED:
+            raise ValueError(f"python must be auto or one of {', '.join(PYTHON_RELEASED)} (the Pythons the sandbox "
+                             f"builds from Debian releases), not {v!r}")
+        return v
     mining: MiningConfig = Field(default_factory=MiningConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
 

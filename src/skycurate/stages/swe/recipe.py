@@ -51,24 +51,25 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from skycurate.connectors.git_repos import GitRepo
-from skycurate.schemas.swe import EnvRecipe
+from skycurate.schemas.swe import DEFAULT_PYTHON, EnvRecipe
 from skycurate.stages.swe.project_files import (
     TEST_EXTRAS,
     _Collector,
     _Declared,
     _Reader,
 )
+from skycurate.stages.swe.pythons import AUTO, python_order
 from skycurate.stages.swe.requirements import _merge, _names, _req, _self_extras, _unpin
 
-BASE_PYTHON = "3.11"
+BASE_PYTHON = DEFAULT_PYTHON
 EDITABLE = "pip install --no-deps --no-build-isolation -e ."
 DEPRECATION_IGNORES = " -W ignore::DeprecationWarning -W ignore::PendingDeprecationWarning"
 
 # First day of a pytest major: a commit older than it gets the previous major (pytest < 7 does not run
 # on Python 3.11, so 7.x is the floor). The 9.0 date is approximate.
 PYTEST_BY_DATE = ((date(2024, 1, 27), "pytest>=7,<8"), (date(2025, 11, 1), "pytest<9"))
-# The pytest lines an environment search steps through, newest first (7.x is the floor on 3.11).
-PYTEST_ERAS = ("pytest", "pytest<9", "pytest>=7,<8")
+# The pytest lines an environment search steps through, newest first (6.2 still runs on 3.9-3.11).
+PYTEST_ERAS = ("pytest", "pytest<9", "pytest>=7,<8", "pytest>=6,<7")
 _VCS_OR_URL = re.compile(r"^(?:git|hg|svn|bzr)\+|^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
@@ -192,6 +193,17 @@ def infer_recipes(repo_path: str, commit: str, *, python: str = BASE_PYTHON) -> 
     return unique
 
 
+def environments(repo_path: str, commit: str, python: str = AUTO) -> list[EnvRecipe]:
+    """Every environment to try for ``repo_path`` at ``commit``, in order: the inferred recipes on
+    the first-choice Python, then on each fallback Python (``pythons.python_order``: by the project's
+    ``requires-python`` and the commit's date; ``python`` fixes one version instead of ``auto``)."""
+    recipes = infer_recipes(repo_path, commit)
+    with GitRepo(repo_path) as repo:
+        when = repo.commit_date(repo.resolve(commit) or commit)
+    order = python_order(recipes[0].requires_python if recipes else None, when, python)
+    return [r.model_copy(update={"python": py}) for py in order for r in recipes]
+
+
 def older_pytest(recipe: EnvRecipe) -> list[EnvRecipe]:
     """``recipe`` again with each pytest era older than the one it was given (``PYTEST_ERAS``), for
     tests that only collect under an older pytest (removed APIs such as ``pytest.Instance``, yield
@@ -202,7 +214,8 @@ def older_pytest(recipe: EnvRecipe) -> list[EnvRecipe]:
         return []
     era = PYTEST_ERAS.index(lines[0].replace(" ", ""))
     rest = [r for r in recipe.requirements if r not in lines]
-    return [recipe.model_copy(update={"requirements": _merge(rest + [line]), "name": f"{recipe.name}+{line}"})
+    base = recipe.name.split("+pytest")[0]
+    return [recipe.model_copy(update={"requirements": _merge(rest + [line]), "name": f"{base}+{line}"})
             for line in PYTEST_ERAS[era + 1:]]
 
 

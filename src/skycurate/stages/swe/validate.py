@@ -29,6 +29,7 @@ from skycurate.schemas.swe import EnvRecipe, ValidationConfig
 from skycurate.stages.accounting import FunnelStep
 from skycurate.stages.journal import Journal
 from skycurate.stages.swe.grading import classify, collection_errors
+from skycurate.stages.swe.pythons import AUTO, DEFAULT_PYTHON
 
 log = logging.getLogger(__name__)
 
@@ -89,24 +90,24 @@ def run_suite(tag: str, recipe: EnvRecipe, tests: list[str], patches: list[str],
     return SuiteRun(result.statuses, record=record)
 
 
+def env_label(recipe: EnvRecipe) -> str:
+    """How an environment is named in ``env_attempts``: its Python and recipe (``py3.9 declared+pytest<9``)."""
+    return f"py{recipe.python} {recipe.name}"
+
+
 def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str]) -> Any:
     """The env and instance images of ``recipe`` (ImageInfo), or None with the reason in ``attempts``."""
     from skycurate.sandbox.errors import BuildError, InstallError
     from skycurate.sandbox.images import build_env_image, build_instance_image
-    from skycurate.stages.swe.recipe import precheck
 
-    reason = precheck(recipe)
-    if reason:
-        attempts.append(f"{recipe.name}: precheck: {reason}")
-        return None
     try:
         env_tag = build_env_image(recipe, log_path=log_dir / f"env-{n}.log")
         return build_instance_image(env_tag, c["repo_path"], c["base_commit"], recipe.install, c["instance_id"],
                                     log_path=log_dir / f"instance-{n}.log")
     except InstallError as e:
-        attempts.append(f"{recipe.name}: install: {str(e)[:400]}")
+        attempts.append(f"{env_label(recipe)}: install: {str(e)[:400]}")
     except BuildError as e:
-        attempts.append(f"{recipe.name}: build: {str(e)[:400]}")
+        attempts.append(f"{env_label(recipe)}: build: {str(e)[:400]}")
     return None
 
 
@@ -153,50 +154,66 @@ def _runs(c: dict, cfg: ValidationConfig, info: Any, recipe: EnvRecipe, log_dir:
             "checkout_bytes": info.checkout_bytes}
 
 
-def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, python: str = "3.11") -> dict:
+def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, python: str = "auto") -> dict:
     """One candidate -> ``{"kind": "instance"|"rejected", "row": {...}}``.
 
-    Environment search: the inferred recipes in order; the first whose images build is run. If the
-    gold patch's run cannot even import some test modules, that environment is the problem, not
-    the fix: the same recipe with each older pytest era (``recipe.older_pytest``) comes next, then
-    the remaining recipes. Every environment tried before the one that ran is recorded
+    Environment search (``recipe.environments``): the inferred recipes on the first-choice Python
+    (by ``requires-python`` and the commit's date, ``pythons``), then on the fallback Pythons; the
+    first whose images build is run. If the gold patch's run cannot even import some test modules,
+    that environment is the problem, not the fix: the same recipe with each older pytest era
+    (``recipe.older_pytest``) comes next, then the same recipe on the other Pythons, then the
+    remaining environments. At most
+    ``cfg.max_environments`` are built. Every environment tried before the one that ran is recorded
     (``env_attempts`` on the instance, the rejection's detail otherwise). Instance images are
     removed afterwards unless ``cfg.keep_images``."""
     from skycurate.sandbox.images import remove_image
-    from skycurate.stages.swe.recipe import infer_recipes, older_pytest
+    from skycurate.stages.swe.recipe import environments, older_pytest, precheck
 
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        recipes = [r.model_copy(update={"python": python}) for r in infer_recipes(c["repo_path"], c["base_commit"])]
+        recipes = environments(c["repo_path"], c["base_commit"], python)
     except Exception as e:  # noqa: BLE001 - a repo we cannot read a recipe from is this candidate's problem
         return _reject(c, STAGE_RECIPE, "no_recipe", f"{type(e).__name__}: {e}", log_dir)
     if not recipes:
         return _reject(c, STAGE_RECIPE, "no_recipe", "no install recipe could be inferred", log_dir)
-    queue, attempts, tried, built = list(recipes), [], set(), 0
+    pythons = list(dict.fromkeys(r.python for r in recipes))
+    queue, attempts, tried, built, n = list(recipes), [], set(), 0, 0
     while queue:
         recipe = queue.pop(0)
-        key = (tuple(recipe.requirements), tuple(recipe.install))
+        key = (recipe.python, tuple(recipe.requirements), tuple(recipe.install))
         if key in tried:
             continue
         tried.add(key)
-        n = len(tried) - 1
-        info = _build(c, recipe, n, log_dir, attempts)
+        reason = precheck(recipe)
+        if reason:
+            attempts.append(f"{env_label(recipe)}: precheck: {reason}")
+            continue
+        if n >= cfg.max_environments:
+            attempts.append(f"stopped after {n} environments (validation.max_environments); "
+                            f"{len(queue) + 1} not tried")
+            break
+        n += 1
+        info = _build(c, recipe, n - 1, log_dir, attempts)
         if info is None:
             continue
         built += 1
-        run_dir = log_dir if built == 1 else log_dir / f"env-{n}"
+        run_dir = log_dir if built == 1 else log_dir / f"env-{n - 1}"
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             out = _runs(c, cfg, info, recipe, run_dir, [])
         except _WrongEnvironment as e:
-            attempts.append(f"{recipe.name}: collection errors with the gold patch: {e}")
-            queue = older_pytest(recipe) + queue
+            # The recipe installed, its tests do not import: an older pytest, then another Python
+            # (removed stdlib modules, syntax), before the other recipes of this Python.
+            attempts.append(f"{env_label(recipe)}: collection errors with the gold patch: {e}")
+            queue = older_pytest(recipe) + [recipe.model_copy(update={"python": py}) for py in pythons
+                                            if py != recipe.python] + queue
             continue
         finally:
             if not cfg.keep_images:
                 remove_image(info.tag)
         if out["kind"] == "instance":
             out["row"]["env_attempts"] = attempts
+            out["row"]["python"] = recipe.python
         elif attempts:
             out["row"]["detail"] = ("environments tried before:\n" + "\n".join(attempts) + "\n\n"
                                     + (out["row"]["detail"] or ""))[-2000:]
@@ -208,7 +225,7 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
     return _reject(c, STAGE_INSTALL, reason, "\n".join(attempts), log_dir)
 
 
-def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, work: Path, python: str = "3.11",
+def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, work: Path, python: str = "auto",
                  progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
     """Validate every candidate with ``cfg.workers`` in parallel; finished outcomes are journalled
     under ``work/results`` and reused. Returns the outcomes in candidate order."""
@@ -230,9 +247,9 @@ def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, wo
     from skycurate.sandbox.images import ensure_base_image
 
     hosts: list[str | None] = list(cfg.docker_hosts) or [None]
-    for host in hosts:
+    for host in hosts:   # fail fast when no base image can be had; the fallback Pythons' are built on first use
         with use_host(host):
-            ensure_base_image(python)
+            ensure_base_image(DEFAULT_PYTHON if python == AUTO else python)
     slots = threading.local()
     counter = itertools.count()
 
