@@ -18,6 +18,7 @@ nonutf8         valid fix; a test and the process at exit write non-UTF-8 bytes 
 oldpytest       tests collect only under pytest < 8 (``pytest.Instance``)              valid
 py39            2019 code importing ``collections.Mapping``: runs on Python 3.9 only   valid
 py313           ``requires-python >=3.12`` and PEP 695 syntax: runs on Python 3.13     valid
+oldhook         conftest hook removed in pytest 8: pytest exits 3 before collecting     valid
 ==============  =====================================================================  ==================
 
 ``write_export(fixtures, path)`` writes the matching issues (title, body, comments dated before and
@@ -438,9 +439,33 @@ def build_py313(base_dir: str | os.PathLike) -> FixtureRepo:
         issues=[_issue(name, 10, "swap does not swap", "swap((1, 2)) gives (1, 2)", at("2025-06-01", 13), [])])
 
 
+def build_oldhook(base_dir: str | os.PathLike) -> FixtureRepo:
+    """(10) pytest cannot even start: the conftest implements ``pytest_cmdline_preparse``, a hook
+    removed in pytest 8, so today's pytest stops with an internal error (exit 3) before collecting
+    anything. That is the environment's fault: the search must fall back to pytest 7."""
+    b, name = _start(Path(base_dir), "oldhook")
+    conftest = "def pytest_cmdline_preparse(config, args):\n    pass\n"
+    test = "from half import half\n\n\ndef test_even():\n    assert half(4) == 2\n"
+    base = b.commit("Initial half", {
+        "LICENSE": MIT_LICENSE, "half/__init__.py": "def half(x):\n    return x // 2\n",
+        "conftest.py": conftest, "tests/test_half.py": test,
+    }, at("2026-02-01"))
+    fix = b.commit("half of an odd number is a float (fixes #11)", {
+        "half/__init__.py": "def half(x):\n    return x / 2\n",
+        "tests/test_half.py": test + "\n\ndef test_odd():\n    assert half(3) == 1.5\n",
+    }, at("2026-02-02"))
+    b.close()
+    return FixtureRepo(
+        key="oldhook", name=name, path=b.path, instance_id="fixtures__oldhook-11", issue=11, base_commit=base,
+        fix_commit=fix, outcome="valid", fail_to_pass=["tests/test_half.py::test_odd"],
+        pass_to_pass=["tests/test_half.py::test_even"],
+        notes="conftest hook removed in pytest 8: pytest exits 3 before collecting; pytest 7 runs it",
+        issues=[_issue(name, 11, "half(3) is 1", "half(3) should be 1.5", at("2026-02-01", 13), [])])
+
+
 BUILDERS = {"calc": build_calc, "nopass": build_nopass, "flaky": build_flaky, "badinstall": build_badinstall,
             "hang": build_hang, "nonutf8": build_nonutf8, "oldpytest": build_oldpytest, "py39": build_py39,
-            "py313": build_py313}
+            "py313": build_py313, "oldhook": build_oldhook}
 
 
 def build_all(base_dir: str | os.PathLike, keys: list[str] | None = None) -> dict[str, FixtureRepo]:

@@ -71,6 +71,10 @@ def test_each_fixture_ends_where_it_should(mined):
     assert "pytest>=7,<8" in json.loads(old["install_recipe"])["requirements"]
     assert [a.split(": ")[0] for a in old["env_attempts"]] == ["py3.11 plain", "py3.11 plain+pytest<9"]
     assert all("collection errors with the gold patch: tests/test_clamp.py" in a for a in old["env_attempts"])
+    hook = instances[fixtures["oldhook"].instance_id]       # pytest could not start: also the environment's fault
+    assert "pytest>=7,<8" in json.loads(hook["install_recipe"])["requirements"]
+    assert [a.split(": ")[0] for a in hook["env_attempts"]] == ["py3.11 plain", "py3.11 plain+pytest<9"]
+    assert all("pytest could not start (exit 3)" in a for a in hook["env_attempts"])
     # one Python per repository and date: 2019 code on 3.9, requires-python >=3.12 on 3.13, the rest on 3.11
     assert instances[fixtures["py39"].instance_id]["python"] == "3.9"
     assert json.loads(instances[fixtures["py39"].instance_id]["install_recipe"])["python"] == "3.9"

@@ -497,3 +497,20 @@ def test_the_install_step_is_confined_and_offline_unless_it_must_download(env_im
         assert got["memory"] == str(4 * 1024 ** 3) and got["pids"] == "2048" and got["venv_writable"], name
     assert results["offline"]["net"] == "errno 101"           # ENETUNREACH: no network at all
     assert results["download"]["net"] == "connected"
+
+
+def test_a_failed_build_is_summed_up_by_its_cause_not_by_pips_closing_hint():
+    from skycurate.sandbox.image_build import _last_line
+
+    pip_log = ("  Preparing editable metadata (pyproject.toml): finished with status 'error'\n"
+               "  error: subprocess-exited-with-error\n"
+               "      TypeError: canonicalize_version() got an unexpected keyword argument 'strip_trailing_zero'\n"
+               "  note: This error originates from a subprocess, and is likely not a problem with pip.\n"
+               "error: metadata-generation-failed\n"
+               "× Encountered error while generating package metadata.\n"
+               "hint: See above for details.\n")
+    assert _last_line(pip_log) == ("TypeError: canonicalize_version() got an unexpected keyword argument "
+                                   "'strip_trailing_zero'")
+    assert _last_line("Collecting x\nERROR: No matching distribution found for x==9.9\nhint: nope\n") == \
+        "ERROR: No matching distribution found for x==9.9"
+    assert _last_line("+ make\nbuilding\nld: cannot find -lfoo\n") == "ld: cannot find -lfoo"

@@ -224,10 +224,23 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
     return tag
 
 
+# pip's closing lines ("hint: See above for details.", "note: This error originates from a
+# subprocess") say nothing; the cause is the last exception or ERROR line above them.
+_CAUSES = (re.compile(r"^[\w.]*(?:Error|Exception): \S"),                        # a Python exception
+           re.compile(r"^(?:ERROR: (?!Failed building)|error: (?!subprocess-exited))"))  # pip / the shell
+_NOISE = ("+ ", ">>>>>", "hint:", "note:", "╰─>", "×")
+
+
 def _last_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line and not line.startswith(("+ ", ">>>>>")):
+    """The line that says why a build step failed: the last exception of the log tail, else its
+    last ``ERROR:`` line, else its last meaningful line."""
+    lines = [x.strip() for x in text.splitlines()[-200:]]
+    for cause in _CAUSES:
+        for line in reversed(lines):
+            if cause.match(line):
+                return line[:300]
+    for line in reversed(lines):
+        if line and not line.startswith(_NOISE):
             return line[:300]
     return ""
 

@@ -111,8 +111,14 @@ def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str
     return None
 
 
+#: pytest's exit codes for "internal error" and "usage error": it could not even start (a conftest
+#: hook or an option today's pytest no longer knows), so no test ran; the environment is at fault.
+PYTEST_COULD_NOT_START = (3, 4)
+
+
 class _WrongEnvironment(Exception):
-    """The gold patch's run could not import some test modules: try another environment."""
+    """pytest could not start, or the gold patch's run could not import some test modules: try
+    another environment."""
 
 
 def _runs(c: dict, cfg: ValidationConfig, info: Any, recipe: EnvRecipe, log_dir: Path,
@@ -123,6 +129,9 @@ def _runs(c: dict, cfg: ValidationConfig, info: Any, recipe: EnvRecipe, log_dir:
     pre = run_suite(info.tag, recipe, tests, [c["test_patch"]], cfg, log_dir / "pre.log", "pre", "pre-patch",
                     "test_patch_does_not_apply")
     runs += [pre.record] if pre.record else []
+    if pre.reason == "tests_did_not_run" and pre.record and pre.record["exit"] in PYTEST_COULD_NOT_START:
+        last = (pre.detail.strip().splitlines() or [""])[-1][:200]
+        raise _WrongEnvironment(f"pytest could not start (exit {pre.record['exit']}): {last}")
     if pre.reason:
         return _reject(c, STAGE_VALIDATE, pre.reason, pre.detail, log_dir)
     posts = []
@@ -204,7 +213,9 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
         except _WrongEnvironment as e:
             # The recipe installed, its tests do not import: an older pytest, then another Python
             # (removed stdlib modules, syntax), before the other recipes of this Python.
-            attempts.append(f"{env_label(recipe)}: collection errors with the gold patch: {e}")
+            attempts.append(f"{env_label(recipe)}: "
+                            + (str(e) if str(e).startswith("pytest could not start")
+                               else f"collection errors with the gold patch: {e}"))
             queue = older_pytest(recipe) + [recipe.model_copy(update={"python": py}) for py in pythons
                                             if py != recipe.python] + queue
             continue
@@ -220,7 +231,7 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
         return out
     if built:
         return _reject(c, STAGE_VALIDATE, "collection_error",
-                       "no environment could import the tests:\n" + "\n".join(attempts), log_dir)
+                       "no environment could collect the tests:\n" + "\n".join(attempts), log_dir)
     reason = "precheck_failed" if attempts and all(": precheck: " in a for a in attempts) else "install_failed"
     return _reject(c, STAGE_INSTALL, reason, "\n".join(attempts), log_dir)
 
