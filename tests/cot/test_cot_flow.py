@@ -222,3 +222,118 @@ def test_reselecting_with_other_settings_does_not_touch_generation(transformers_
     assert out["stats"]["shards"] == first["stats"]["shards"]
     assert out["stats"]["prompts_in"] == out["stats"]["prompts_with_chain"] + out["stats"]["rejected"] + \
         out["stats"]["quarantined"]
+
+
+def test_rl_pool_and_preference_pairs_come_from_the_same_verdicts(transformers_run, prompts, tmp_path):
+    """cot/rl_pool keeps the prompts with 0 < pass rate < 1 (R1V2 SSB) in verl's layout; cot/preference
+    pairs a verified chain with a wrong one (TRL DPO layout); both open with datasets.load_dataset."""
+    import datasets
+
+    store, out = transformers_run
+    gens = _rows(store, "cot/generations@latest")
+    rate = {g["prompt_id"]: g["pass_rate"] for g in gens}
+    pool = _rows(store, "cot/rl_pool@latest")
+    pool_rejected = {r["id"]: r["reason"] for r in _rows(store, "cot/rl_pool-rejected@latest")}
+    assert {r["prompt_id"] for r in pool} == {p for p, r in rate.items() if 0 < r < 1} != set()
+    assert pool_rejected == {p: ("all_correct" if r == 1 else "all_wrong") for p, r in rate.items() if r in (0, 1)}
+    assert len(pool) + len(pool_rejected) == GOOD                                   # every generated prompt once
+    row = pool[0]
+    assert row["reward_model"] == {"style": "rule", "ground_truth": row["reference_answer"]}
+    assert row["prompt"] == [{"role": "user", "content": row["question"]}] and row["ability"] == "reasoning"
+    assert row["extra_info"]["pass_rate"] == rate[row["prompt_id"]] == row["pass_rate"]
+
+    pairs = _rows(store, "cot/preference@latest")
+    pair_rejected = _rows(store, "cot/preference-rejected@latest")
+    assert pairs and len({p["prompt_id"] for p in pairs}) + len(pair_rejected) == GOOD
+    by_key = {(g["prompt_id"], g["sample_index"]): g for g in gens}
+    for p in pairs:
+        chosen, rejected = by_key[(p["prompt_id"], p["chosen_sample_index"])], \
+            by_key[(p["prompt_id"], p["rejected_sample_index"])]
+        assert chosen["correct"] is True and not (rejected["correct"] is True and rejected["finish_reason"] != "length"
+                                                  and not rejected["quality_issues"])
+        assert p["chosen"] == [{"role": "assistant", "content": chosen["completion"]}]
+        assert p["rejected"] == [{"role": "assistant", "content": rejected["completion"]}]
+        assert p["chosen"] != p["rejected"] and p["similarity"] < 0.9                 # no tie
+    assert {r["reason"] for r in pair_rejected} <= {"no_correct_chain", "no_wrong_chain", "only_ties",
+                                                     "duplicate_pairs"}
+    for name, n in (("rl_pool", len(pool)), ("preference", len(pairs))):
+        uri = out["datasets"][name]["uri"].removeprefix("file://")
+        loaded = datasets.load_dataset("parquet", data_files=f"{uri}/*.parquet", split="train",
+                                       cache_dir=str(tmp_path / "hf"))
+        assert loaded.num_rows == n
+    assert set(loaded.column_names) >= {"prompt", "chosen", "rejected"}
+
+
+def _public_layout(kind: str, rows: list[dict]) -> list[dict]:
+    """The prompts as GSM8K, MATH or MMLU ship them (no id, no answer_type, their own field names)."""
+    out = []
+    for r in rows:
+        q, a = r["question"], r["reference_answer"]
+        if kind == "gsm8k":
+            out.append({"question": q, "answer": f"Add the two numbers.\n#### {a}"})
+        elif kind == "math":
+            out.append({"problem": q, "level": "Level 1", "type": "Prealgebra",
+                        "solution": f"We add: the sum is $\\boxed{{{a}}}$."})
+        else:
+            n = int(a)
+            out.append({"question": q, "subject": "arithmetic", "choices": [str(n - 1), str(n), str(n + 1), "0"],
+                        "answer": 1})
+    return out
+
+
+@pytest.mark.parametrize("kind, answer_types", [("gsm8k", {"numeric"}), ("math", {"numeric"}), ("mmlu", {"mcq"})])
+def test_public_prompt_layouts_run_with_no_mapping(kind, answer_types, teacher, prompts, tmp_path):
+    good = [json.loads(line) for line in prompts.path.read_text().splitlines()
+            if json.loads(line)["id"] in set(prompts.good_ids)][:6]
+    path = tmp_path / f"{kind}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _public_layout(kind, good)))
+    store = str(tmp_path / "store")
+    out = _distill("--prompts", str(path), "--engine", "transformers", "--model", str(teacher), *COMMON,
+                   "--store", store)
+    s = out["stats"]
+    assert s["prompts_in"] == 6 and s["quarantined"] == 0
+    assert s["prompts_in"] == s["prompts_with_chain"] + s["rejected"] + s["quarantined"]
+    prepared = _rows(store, "cot/prompts@latest")
+    assert Catalog(store).manifest("cot/prompts@latest").stats["layout"] == ("mcq" if kind == "mmlu" else kind)
+    assert {p["answer_type"] for p in prepared} == answer_types
+    assert all(p["id"].startswith("p-") and len(p["id"]) == 18 for p in prepared)      # deterministic ids
+    refs = sorted(p["reference_answer"] for p in prepared)
+    assert refs == (["B"] * 6 if kind == "mmlu" else sorted(r["reference_answer"] for r in good))
+    gens = _rows(store, "cot/generations@latest")
+    assert len(gens) == 24 and all(g["correct"] is not None for g in gens)            # every sample verified
+    if kind != "mmlu":                # the arithmetic teacher answers numbers, so only these get chains
+        assert s["prompts_with_chain"] >= 1
+    else:
+        assert "A. " + str(int(good[0]["reference_answer"]) - 1) in {p["question"] for p in prepared
+                                                                      if good[0]["question"] in p["question"]}.pop()
+
+
+def test_a_wrong_field_mapping_is_one_clear_error_and_publishes_nothing(teacher, prompts, tmp_path):
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text(json.dumps({"question": "What is 1+2?", "answer": "#### 3"}) + "\n")
+    config = tmp_path / "fields.yaml"
+    config.write_text("fields:\n  question: prompt\n")
+    store = tmp_path / "store"
+    res = CliRunner().invoke(app, ["run", "distill", "--prompts", str(path), "--engine", "transformers", "--model",
+                                   str(teacher), "--store", str(store), "--config", str(config)])
+    assert res.exit_code != 0
+    lines = [x for x in res.output.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "gsm8k.jsonl" in lines[0] and "prompt" in lines[0] and "answer, question" in lines[0]
+    assert "Traceback" not in res.output
+    assert not store.exists() or Catalog(str(store)).names() == []
+
+
+def test_when_every_prompt_is_dropped_the_run_ends_cleanly_and_accounts_for_each(teacher, tmp_path):
+    path = tmp_path / "noanswers.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i}+1?", "answer": "",
+                                        "answer_type": "numeric"}) + "\n" for i in range(3))
+                    + "this line is not JSON\n")
+    store = str(tmp_path / "store")
+    out = _distill("--prompts", str(path), "--engine", "transformers", "--model", str(teacher), *COMMON,
+                   "--store", store)
+    s = out["stats"]
+    assert (s["prompts_in"], s["prompts_with_chain"], s["quarantined"]) == (4, 0, 4)
+    reasons = sorted(r["reason"] for r in _rows(store, "cot/quarantine@latest"))
+    assert reasons == ["malformed_record", "missing_reference", "missing_reference", "missing_reference"]
+    assert _rows(store, "cot/sft@latest") == [] and _rows(store, "cot/rl_pool@latest") == []
+    assert _rows(store, "cot/preference@latest") == []

@@ -150,6 +150,9 @@ def _distill(cfg: DistillFlowConfig, catalog: Catalog) -> None:
         raise SkycurateError("the openai engine needs --base-url (e.g. http://127.0.0.1:8000/v1)")
     from skycurate.connectors.benchmarks import load_benchmark
 
+    from skycurate.stages.cot.prompts import prompt_layout
+
+    prompt_layout(cfg.prompts, catalog.url, cfg.fields)   # a layout/mapping error: one line, nothing started
     for spec in cfg.benchmarks:
         load_benchmark(spec, cfg.prepare.decontaminate.splits)
     catalog.ensure_writable()

@@ -42,12 +42,14 @@ from skycurate.flows._runtime import (
 )
 from skycurate.schemas import cot as S
 from skycurate.schemas.config import SparkConfig
+from skycurate.schemas.cot_prompts import PromptFields
+from skycurate.schemas.cot_rl import PreferenceConfig, RLPoolConfig
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.leakage import BenchmarkSpec
 from skycurate.spark import get_spark
 from skycurate.stages.accounting import AccountingError, FunnelStep
-from skycurate.stages.cot.prompts import resolve_source
+from skycurate.stages.cot.prompts import prompt_layout, resolve_source
 
 log = logging.getLogger(__name__)
 DROPPED = f"{S.NAMESPACE}/prompts-dropped"
@@ -57,8 +59,8 @@ DROPPED = f"{S.NAMESPACE}/prompts-dropped"
 
 
 @dataset_task()
-def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[BenchmarkSpec],
-                    files: BenchmarkPins, cfg: S.PrepareConfig,
+def prepare_prompts(store: str, source: str, source_key: Any, layout: str, fields: PromptFields,
+                    benchmarks: list[BenchmarkSpec], files: BenchmarkPins, cfg: S.PrepareConfig,
                     spark: SparkConfig) -> dict[str, DatasetRef]:
     from pyspark.sql import functions as F
 
@@ -73,7 +75,7 @@ def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[B
     from skycurate.stages.leakage.decontaminate import build_index
 
     catalog, session, producer = Catalog(store), get_spark(spark), current_producer(cfg)
-    df, parents = read_prompts(session, source_key, store)
+    df, parents, text = read_prompts(session, source_key, store)
     index, keys = None, []
     if benchmarks:
         tables = [load_benchmark(spec, cfg.decontaminate.splits) for spec in benchmarks]
@@ -84,7 +86,7 @@ def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[B
     # relative image paths: against the folder of the (first) prompts file
     base_dir = None if isinstance(source_key, str) else str(Path(source_key[0].path).parent)
     with catalog.scratch("cot-prepare") as scratch:
-        prepare_on_spark(df, cfg, index, keys, base_dir).write.mode("overwrite").parquet(scratch)
+        prepare_on_spark(df, cfg, index, keys, base_dir, layout, fields, text).write.mode("overwrite").parquet(scratch)
         out = session.read.parquet(scratch)
         n_input = out.count()
         kept = out.filter(F.col(REJECT_REASON).isNull()).select(*PROMPT_COLUMNS).orderBy("id")
@@ -104,7 +106,7 @@ def prepare_prompts(store: str, source: str, source_key: Any, benchmarks: list[B
             dropped_ref = catalog.publish(DROPPED, dropped, parents, producer, {"by_reason": by_reason})
             n_dropped = catalog.manifest(dropped_ref).num_rows
             stats = {"input": n_input, "kept": n_input - n_dropped, "dropped": n_dropped, "by_reason": by_reason,
-                     "source": source}
+                     "source": source, "layout": layout}
             # kept and dropped split the same rows on one condition, so kept = input - dropped
             prompts_ref = catalog.publish(S.PROMPTS, kept, [*parents, dropped_ref], producer, stats)
     return {"prompts": prompts_ref, "dropped": dropped_ref}
@@ -143,15 +145,18 @@ def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.
 
 @dataset_task()
 def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: DatasetRef, template_rejected: DatasetRef,
-            template: S.TemplateConfig, verify: VerifyConfig, select: SelectConfig,
-            spark: SparkConfig) -> dict[str, DatasetRef]:
-    """Verify + select over the samples -> ``cot/generations``, ``cot/sft``, ``cot/rejected``, ``cot/quarantine``."""
+            template: S.TemplateConfig, verify: VerifyConfig, select: SelectConfig, rl: RLPoolConfig,
+            preference: PreferenceConfig, spark: SparkConfig) -> dict[str, DatasetRef]:
+    """Verify + select over the samples -> ``cot/generations``, ``cot/sft``, ``cot/rejected``, ``cot/quarantine``,
+    and from the same verdicts ``cot/rl_pool`` and ``cot/preference`` (each with its ``-rejected``)."""
     import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     from skycurate.reporting.cot import cot_charts_png
     from skycurate.spark import read_dataset
     from skycurate.stages.cot import outputs as O
+    from skycurate.stages.cot.preference import preference_pairs
+    from skycurate.stages.cot.rl_pool import rl_pool
 
     catalog, session, producer = Catalog(store), get_spark(spark), current_producer()
     table = catalog.open(prompts).to_table().sort_by("id")
@@ -190,9 +195,15 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
                  "quarantined": quarantined.num_rows, **gen_stats,
                  "yield": round(n_with / n_generated, 4) if n_generated else 0.0, "by_reason": reasons,
                  "work": generated["work"]}
+        every_sample = selected.unionByName(errors, allowMissingColumns=True).orderBy("prompt_id", "sample_index")
+        # RL pool and preference pairs: pure per-prompt functions over the verdicts, on the driver
+        # (they reconcile their own prompt counts and raise before anything is published)
+        verdicts = every_sample.drop("images").toArrow()
+        pool, pool_rejected = rl_pool(verdicts, rl) if rl.enabled else (None, None)
+        pairs, pairs_rejected = preference_pairs(verdicts, preference, template.system) \
+            if preference.enabled else (None, None)
         with catalog.all_or_nothing():
-            gen_ref = catalog.publish(S.GENERATIONS, selected.unionByName(errors, allowMissingColumns=True)
-                                      .orderBy("prompt_id", "sample_index"), parents, producer, gen_stats)
+            gen_ref = catalog.publish(S.GENERATIONS, every_sample, parents, producer, gen_stats)
             rej_ref = catalog.publish(S.REJECTED, rejected, parents, producer, {"by_reason": reasons})
             q_ref = catalog.publish(S.QUARANTINE, quarantined, parents, producer, {"by_reason": reasons})
             chart = cot_charts_png(selected.select("prompt_id", "pass_rate", "difficulty", "bucket", "token_budget",
@@ -201,7 +212,27 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
             sft = O.sft_frame(selected, images, template, teacher_name, json.dumps(sampling, sort_keys=True))
             sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref], producer, stats,
                                       attachments={"_charts.png": chart})
-    return {"sft": sft_ref, "generations": gen_ref, "rejected": rej_ref, "quarantine": q_ref}
+            extra = {}
+            if pool is not None:
+                extra.update(_publish_side(catalog, S.RL_POOL, pool, pool_rejected, [gen_ref], producer))
+            if pairs is not None:
+                extra.update(_publish_side(catalog, S.PREFERENCE, pairs, pairs_rejected, [gen_ref], producer))
+    return {"sft": sft_ref, "generations": gen_ref, "rejected": rej_ref, "quarantine": q_ref, **extra}
+
+
+def _publish_side(catalog: Catalog, name: str, table: pa.Table, rejected: pa.Table, parents: list[DatasetRef],
+                  producer: Any) -> dict[str, DatasetRef]:
+    """An RL-side output and its per-prompt rejections (``<name>-rejected``), with their counts."""
+    import pyarrow.compute as pc
+
+    prompts_in = len(set(rejected["id"].to_pylist())) + len(set(table["prompt_id"].to_pylist()))
+    by_reason = {r["values"]: r["counts"] for r in pc.value_counts(rejected["reason"]).to_pylist()} \
+        if rejected.num_rows else {}
+    rej_ref = catalog.publish(f"{name}-rejected", rejected, parents, producer, {"by_reason": by_reason})
+    stats = {"prompts_in": prompts_in, "rows": table.num_rows, "rejected": rejected.num_rows, "by_reason": by_reason}
+    ref = catalog.publish(name, table, [*parents, rej_ref], producer, stats)
+    short = name.split("/", 1)[1].replace("-", "_")
+    return {short: ref, f"{short}_rejected": rej_ref}
 
 
 def engine_identity(teacher: S.EngineConfig) -> Any:
@@ -216,8 +247,10 @@ def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.Disti
     """Prompts -> prepared prompts -> teacher samples (sharded, resumable) -> verified, selected SFT chains."""
     cfg = config
     store, catalog = open_flow(store, cfg)
-    prepared = run_dataset_task(prepare_prompts, store=store, force=force, source=cfg.prompts,
-                                source_key=resolve_source(cfg.prompts, store), benchmarks=cfg.benchmarks,
+    source_key = resolve_source(cfg.prompts, store)
+    prepared = run_dataset_task(prepare_prompts, store=store, force=force, source=cfg.prompts, source_key=source_key,
+                                layout=prompt_layout(cfg.prompts, store, cfg.fields), fields=cfg.fields,
+                                benchmarks=cfg.benchmarks,
                                 files=pin_benchmarks(cfg.benchmarks), cfg=cfg.prepare, spark=cfg.spark)
     generated = run_dataset_task(generate, store=store, force=force, prompts=prepared["prompts"],
                                  engine_identity=engine_identity(cfg.teacher), template=cfg.template,
@@ -225,7 +258,8 @@ def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.Disti
     final = run_dataset_task(distill, store=store, force=force, prompts=prepared["prompts"],
                              dropped=prepared["dropped"], samples=generated["samples"],
                              template_rejected=generated["template_rejected"], template=cfg.template,
-                             verify=cfg.verify, select=cfg.select, spark=cfg.spark)
+                             verify=cfg.verify, select=cfg.select, rl=cfg.rl_pool, preference=cfg.preference,
+                             spark=cfg.spark)
     funnel = attach_run_report("distill", catalog, final["sft"], chart="_charts.png")
     return {"datasets": {**prepared, **generated, **final}, "funnel": funnel,
             "stats": catalog.manifest(final["sft"]).stats}

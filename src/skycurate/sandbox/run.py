@@ -147,7 +147,6 @@ def run_tests(image: str, *, patches: Sequence[str] = (), test_cmd: str = DEFAUL
     pytest also writes JUnit XML, whose statuses are merged into ``statuses``.
     """
     limits = limits or SandboxLimits()
-    uid = _uid(limits.user)
     files: dict[str, bytes] = {}
     kept = [p for p in patches if p and p.strip()]
     for i, patch in enumerate(kept):
@@ -168,56 +167,11 @@ def run_tests(image: str, *, patches: Sequence[str] = (), test_cmd: str = DEFAUL
         environment.update(PIP_CERT=HOST_CA_BUNDLE, REQUESTS_CA_BUNDLE=HOST_CA_BUNDLE,
                            SSL_CERT_FILE=HOST_CA_BUNDLE)
     environment.update(env or {})
-
-    cli = client()
-    container = None
-    timed_out = False
-    exit_code: int | None = None
-    duration = 0.0
-    oom = False
-    raw = b""
-    junit_xml = b""
-    try:
-        with daemon_errors("test run"):
-            try:
-                container = cli.containers.create(
-                    image, command=["bash", f"{RUN_DIR}/run.sh"], user=limits.user, working_dir=TESTBED,
-                    network_mode="bridge" if limits.network else "none",
-                    mem_limit=limits.memory, memswap_limit=limits.memory,
-                    nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
-                    security_opt=["no-new-privileges"], cap_drop=["ALL"], init=True,
-                    tmpfs={"/tmp": f"rw,exec,nosuid,size={TMPFS_SIZE},mode=1777"},
-                    environment=environment, volumes=volumes or None,
-                    labels={LABEL: "1", f"{LABEL}.role": "test", **(labels or {})},
-                    log_config=LogConfig(type="json-file", config={"max-size": LOG_MAX_SIZE,
-                                                                   "max-file": LOG_MAX_FILES}),
-                    name=f"skycurate-run-{os.urandom(5).hex()}", detach=True)
-            except docker.errors.ImageNotFound as exc:
-                raise SandboxError(f"image {image} does not exist: build it first") from exc
-            container.put_archive("/", _tar(files, uid))
-            t0 = time.monotonic()
-            container.start()
-            try:
-                exit_code = int(container.wait(timeout=limits.timeout_s)["StatusCode"])
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                container.reload()
-                if container.status in ("running", "paused", "restarting", "created"):
-                    timed_out = True
-                    with contextlib.suppress(docker.errors.APIError):
-                        container.kill()
-                    with contextlib.suppress(requests.exceptions.RequestException):
-                        container.wait(timeout=30)
-                else:
-                    exit_code = int(container.attrs["State"].get("ExitCode", -1))
-            duration = time.monotonic() - t0
-            container.reload()
-            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-            raw = container.logs(stdout=True, stderr=True)
-            if junit and not timed_out:
-                junit_xml = _read_file(container, f"{RUN_DIR}/junit.xml")
-    finally:
-        if container is not None:
-            _remove(container)
+    done = _run_container(image, files, ["bash", f"{RUN_DIR}/run.sh"], limits, environment, volumes,
+                          {f"{LABEL}.role": "test", **(labels or {})},
+                          f"{RUN_DIR}/junit.xml" if junit else None)
+    raw, junit_xml, exit_code, timed_out, oom, duration = (done.raw, done.file, done.exit_code, done.timed_out,
+                                                            done.oom, done.duration_s)
 
     text = raw.decode("utf-8", errors="replace")
     if timed_out:
@@ -249,6 +203,85 @@ def run_tests(image: str, *, patches: Sequence[str] = (), test_cmd: str = DEFAUL
             log.warning("unreadable junit xml from %s: %s", image, exc)
     return RunResult(exit_code=exit_code, timed_out=timed_out, log_text=text, statuses=statuses,
                      duration_s=duration, oom_killed=oom, log_path=str(log_path) if log_path else None)
+
+
+@dataclass
+class _Finished:
+    raw: bytes
+    file: bytes
+    exit_code: int | None
+    timed_out: bool
+    oom: bool
+    duration_s: float
+
+
+def _run_container(image: str, files: Mapping[str, bytes], command: list[str], limits: SandboxLimits,
+                   environment: Mapping[str, str], volumes: Mapping[str, dict], labels: Mapping[str, str],
+                   read_back: str | None = None) -> _Finished:
+    """One confined container of ``image`` (limits, no capabilities, network as ``limits`` says,
+    ``/tmp`` a tmpfs) with ``files`` copied in, running ``command``; killed at the timeout and
+    always removed. ``read_back``: a file to fetch from it before removal."""
+    uid = _uid(limits.user)
+    cli = client()
+    container = None
+    timed_out, exit_code, duration, oom, raw, extra = False, None, 0.0, False, b"", b""
+    try:
+        with daemon_errors("sandbox run"):
+            try:
+                container = cli.containers.create(
+                    image, command=command, user=limits.user, working_dir=TESTBED,
+                    network_mode="bridge" if limits.network else "none",
+                    mem_limit=limits.memory, memswap_limit=limits.memory,
+                    nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
+                    security_opt=["no-new-privileges"], cap_drop=["ALL"], init=True,
+                    tmpfs={"/tmp": f"rw,exec,nosuid,size={TMPFS_SIZE},mode=1777"},
+                    environment=dict(environment), volumes=dict(volumes) or None,
+                    labels={LABEL: "1", **labels},
+                    log_config=LogConfig(type="json-file", config={"max-size": LOG_MAX_SIZE,
+                                                                   "max-file": LOG_MAX_FILES}),
+                    name=f"skycurate-run-{os.urandom(5).hex()}", detach=True)
+            except docker.errors.ImageNotFound as exc:
+                raise SandboxError(f"image {image} does not exist: build it first") from exc
+            container.put_archive("/", _tar(files, uid))
+            t0 = time.monotonic()
+            container.start()
+            try:
+                exit_code = int(container.wait(timeout=limits.timeout_s)["StatusCode"])
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                container.reload()
+                if container.status in ("running", "paused", "restarting", "created"):
+                    timed_out = True
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.kill()
+                    with contextlib.suppress(requests.exceptions.RequestException):
+                        container.wait(timeout=30)
+                else:
+                    exit_code = int(container.attrs["State"].get("ExitCode", -1))
+            duration = time.monotonic() - t0
+            container.reload()
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            raw = container.logs(stdout=True, stderr=True)
+            if read_back and not timed_out:
+                extra = _read_file(container, read_back)
+    finally:
+        if container is not None:
+            _remove(container)
+    return _Finished(raw, extra, exit_code, timed_out, oom, duration)
+
+
+def run_program(image: str, files: Mapping[str, bytes], command: list[str], limits: SandboxLimits | None = None,
+                labels: Mapping[str, str] | None = None) -> RunResult:
+    """Run ``command`` in a fresh confined container of ``image`` with ``files`` (absolute paths ->
+    bytes, owned by the run user): for code that is not a repository's test suite (e.g. a model's
+    program checked against a prompt's tests). No statuses are parsed; the log is the output."""
+    limits = limits or SandboxLimits()
+    done = _run_container(image, {k.lstrip("/"): v for k, v in files.items()}, command, limits,
+                          {"LANG": "C.UTF-8"}, {}, {f"{LABEL}.role": "program", **(labels or {})})
+    text = done.raw.decode("utf-8", errors="replace")
+    if done.timed_out:
+        text += f"\n>>>>> Timed out after {limits.timeout_s}s: container killed\n"
+    return RunResult(exit_code=None if done.timed_out else done.exit_code, timed_out=done.timed_out, log_text=text,
+                     duration_s=done.duration_s, oom_killed=done.oom)
 
 
 def _read_file(container, path: str) -> bytes:

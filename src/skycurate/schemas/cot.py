@@ -8,7 +8,7 @@ column             required  meaning
 id                 yes       unique prompt id (string)
 question           yes       the question text (the user turn)
 reference_answer   yes       the gold answer (string; numbers are read as text)
-answer_type        yes       math | mcq | exact | numeric (how the answer is verified)
+answer_type        yes       math | mcq | exact | numeric | code (how the answer is verified)
 images             no        list of image bytes or paths (vision-language teachers)
 domain, source     no        carried into the outputs
 difficulty         no        a given difficulty score in [0, 1] (wins over 1 - pass rate)
@@ -36,6 +36,8 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from skycurate.schemas.config import FlowConfig, StrictModel
+from skycurate.schemas.cot_prompts import PromptFields
+from skycurate.schemas.cot_rl import PreferenceConfig, RLPoolConfig
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.generation import SamplingParams
@@ -49,6 +51,8 @@ GENERATIONS = f"{NAMESPACE}/generations"
 SFT = f"{NAMESPACE}/sft"
 REJECTED = f"{NAMESPACE}/rejected"
 QUARANTINE = f"{NAMESPACE}/quarantine"
+RL_POOL = f"{NAMESPACE}/rl_pool"                        # prompts in the pass-rate band, verl + TRL GRPO layout
+PREFERENCE = f"{NAMESPACE}/preference"                  # chosen vs rejected chains, TRL DPO layout
 
 REQUIRED_PROMPT_COLUMNS = ("id", "question", "reference_answer", "answer_type")
 OPTIONAL_PROMPT_COLUMNS = ("images", "domain", "source", "difficulty", "s_v", "s_t", "s_i", "lang")
@@ -167,7 +171,15 @@ class DistillFlowConfig(FlowConfig):
     """``skycurate run distill``: prompts -> verified chains of adaptive length -> ``cot/sft``."""
 
     prompts: str | None = Field(default=None, description="prompts: a dataset ref (ns/name@version) or JSONL / "
-                                                           "Parquet files (globs allowed)")
+                                                           "JSON / Parquet files (globs allowed)")
+    rl_pool: RLPoolConfig = Field(default_factory=RLPoolConfig,
+                                  description="cot/rl_pool: prompts whose pass rate lies in the band (R1V2 SSB)")
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig,
+                                         description="cot/preference: chosen (verified) vs rejected chains")
+    fields: PromptFields = Field(default_factory=PromptFields,
+                                 description="where the prompt fields are: the layout (auto-detected: GSM8K, MATH / "
+                                             "NuminaMath, MMLU / ARC, letter-option columns, skycurate) and per-field "
+                                             "column names")
     benchmarks: list[BenchmarkSpec] = Field(default_factory=list, description="decontaminate prompts against these")
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     template: TemplateConfig = Field(default_factory=TemplateConfig)
@@ -178,7 +190,7 @@ class DistillFlowConfig(FlowConfig):
 
 
 # ---- datasets ----
-MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+from skycurate.schemas.chat import MESSAGE  # noqa: E402 - re-exported: cot/sft messages
 
 DROPPED_SCHEMA = pa.schema([       # cot/rejected and cot/quarantine: one row per prompt
     pa.field("id", pa.string()),

@@ -130,9 +130,10 @@ class QualityCheckConfig(StrictModel):
     min_reasoning_chars: int = Field(default=1, ge=0,
                                      description="bad_format when the reasoning (stripped) is shorter")
     answer_pattern: str | None = Field(
-        default=r"\\boxed\s*\{",
+        default=r"\\boxed\s*\{|```",
         description="Python regex the final answer must match (searched after think_close when the chain has "
-                    "one); None = no answer marker required")
+                    "one): a \\boxed{} answer, or a fenced code block for code answers; None = no answer marker "
+                    "required")
 
     # paragraphs (split on blank lines; fenced code blocks are not paragraphs)
     max_paragraph_chars: int | None = Field(default=3000, ge=1,

@@ -34,8 +34,8 @@ REFERENCE_ANSWER = "reference_answer"     # the gold answer (string; null/blank 
 ANSWER_TYPE = "answer_type"               # one of ANSWER_TYPES (case-insensitive)
 REQUIRED_COLUMNS = (COMPLETION, REFERENCE_ANSWER, ANSWER_TYPE)
 
-AnswerType = Literal["math", "mcq", "exact", "numeric"]
-ANSWER_TYPES: tuple[str, ...] = ("math", "mcq", "exact", "numeric")
+AnswerType = Literal["math", "mcq", "exact", "numeric", "code"]
+ANSWER_TYPES: tuple[str, ...] = ("math", "mcq", "exact", "numeric", "code")   # code: the reference holds tests
 
 # ---- extract_method values ----
 # Where the answer came from; "_in_think" is appended when it was found only inside <think>...</think>.
@@ -47,11 +47,12 @@ EXTRACT_METHODS = (
     "mcq_choice",    # mcq only: "选 A 和 C", "option (B)", "choose A"
     "last_line",     # mcq only, fallback: a last line that is only option letters ("(A)(C)")
     "last_number",   # numeric and math only, fallback: the last number of the text
+    "code_block",    # code only: the last fenced code block
     "none",          # nothing found (empty or null completion included)
 )
 
 # ---- verify_method values (null when no comparison was made) ----
-VERIFY_METHODS = ("exact", "numeric", "mcq_set", "math_verify")
+VERIFY_METHODS = ("exact", "numeric", "mcq_set", "math_verify", "sandbox")   # sandbox: code run against tests
 
 # ---- verify_error values (null when the comparison ran) ----
 MISSING_REFERENCE = "missing_reference"          # correct null: reference null or blank
@@ -61,11 +62,13 @@ UNPARSEABLE_ANSWER = "unparseable_answer"        # correct False: the answer is 
 UNPARSEABLE_REFERENCE = "unparseable_reference"  # correct null: the reference is not one
 TIMEOUT = "timeout"                              # correct null: Math-Verify ran past math_verify_timeout_s
 VERIFIER_ERROR = "verifier_error"                # correct null: Math-Verify raised, or its worker died
+PROGRAM_TIMEOUT = "program_timeout"              # correct False: a code answer ran past code_timeout_s
+UNPARSEABLE_TESTS = "unparseable_tests"          # correct null: a code prompt's reference holds no runnable tests
 VERIFY_ERRORS = (MISSING_REFERENCE, UNKNOWN_ANSWER_TYPE, NO_ANSWER_FOUND, UNPARSEABLE_ANSWER,
-                 UNPARSEABLE_REFERENCE, TIMEOUT, VERIFIER_ERROR)
+                 UNPARSEABLE_REFERENCE, TIMEOUT, VERIFIER_ERROR, PROGRAM_TIMEOUT, UNPARSEABLE_TESTS)
 # Errors that leave ``correct`` null (no verdict); the others are a wrong answer (False).
 NULL_VERDICT_ERRORS = frozenset({MISSING_REFERENCE, UNKNOWN_ANSWER_TYPE, UNPARSEABLE_REFERENCE, TIMEOUT,
-                                 VERIFIER_ERROR})
+                                 VERIFIER_ERROR, UNPARSEABLE_TESTS})
 
 # ---- output columns ----
 VERIFY_FIELDS: tuple[pa.Field, ...] = (
@@ -124,6 +127,10 @@ class VerifyConfig(StrictModel):
     workers: int = Field(default=2, ge=1, le=64,
                          description="Math-Verify worker processes, per Python process that runs the stage "
                                      "(so per Spark task slot on a cluster)")
+    code_timeout_s: float = Field(default=10.0, gt=0, le=600,
+                                  description="code answers: longest one test case of a program may run")
+    code_memory: str = Field(default="1g", description="code answers: memory limit of the sandbox container")
+    code_python: str = Field(default="3.11", description="code answers: Python of the sandbox's base image")
     worker_max_memory_mb: int | None = Field(
         default=2048, ge=64,
         description="address space a worker may add after start-up (RLIMIT_AS, Linux); an input that would "

@@ -53,10 +53,6 @@ CHECKED_SCHEMA = pa.schema([
 PROMPT_COLUMNS = [f.name for f in CHECKED_SCHEMA if f.name not in ("quarantine_reason", "quarantine_detail",
                                                                    "record")]
 
-# What Spark reads from JSONL (explicit, so a bad value makes a malformed row, not a bad schema).
-JSON_READ_SCHEMA = ("id STRING, question STRING, reference_answer STRING, answer_type STRING, images ARRAY<STRING>, "
-                    "domain STRING, source STRING, difficulty DOUBLE, s_v DOUBLE, s_t DOUBLE, s_i DOUBLE, "
-                    "lang STRING, _corrupt_record STRING")
 
 
 def normalize_question(text: str) -> str:
@@ -74,10 +70,6 @@ def numbers_of(text: str) -> str:
     return " ".join(_NUMBER.findall(unicodedata.normalize("NFKC", text)))
 
 
-def _column(batch: pa.RecordBatch, name: str) -> list[Any]:
-    return batch.column(name).to_pylist() if name in batch.schema.names else [None] * batch.num_rows
-
-
 def _as_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -90,6 +82,8 @@ def load_image(value: Any, base_dir: str | None = None) -> bytes:
     """Image bytes from bytes or a path; raises ``ValueError`` when it does not decode."""
     from PIL import Image
 
+    if isinstance(value, dict):   # a Hugging Face Image feature: {"bytes": ..., "path": ...}
+        value = value.get("bytes") or value.get("path")
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif isinstance(value, str):
@@ -130,12 +124,18 @@ def _score(value: Any) -> tuple[float | None, bool]:
 
 
 def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.RecordBatch:
-    """Coerce a batch of input prompts to ``CHECKED_SCHEMA``; bad rows get a quarantine reason."""
-    cols = {n: _column(batch, n) for n in (*S.REQUIRED_PROMPT_COLUMNS, *S.OPTIONAL_PROMPT_COLUMNS,
-                                           "_corrupt_record")}
+    """Coerce a batch of input prompts (canonical fields) to ``CHECKED_SCHEMA``; bad rows get a quarantine reason."""
+    return check_rows(batch.to_pylist(), base_dir)
+
+
+_CHECK_FIELDS = (*S.REQUIRED_PROMPT_COLUMNS, *S.OPTIONAL_PROMPT_COLUMNS, "_corrupt_record")
+
+
+def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.RecordBatch:
+    """``check_batch`` over canonical rows as dicts (images may mix paths and bytes)."""
     out: dict[str, list[Any]] = {f.name: [] for f in CHECKED_SCHEMA}
-    for i in range(batch.num_rows):
-        raw = {n: cols[n][i] for n in cols}
+    for row in rows:
+        raw = {n: row.get(n) for n in _CHECK_FIELDS}
         reason = detail = None
         rid = _as_text(raw["id"])
         question = raw["question"] if isinstance(raw["question"], str) else _as_text(raw["question"])
@@ -160,8 +160,9 @@ def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.Record
                     reason, detail = S.BAD_SCORE, f"{name} = {raw[name]!r} is not a number in [0, 1]"
                     break
             if reason is None and raw["images"]:
+                given = raw["images"] if isinstance(raw["images"], list) else [raw["images"]]
                 try:
-                    images = [load_image(v, base_dir) for v in raw["images"]]
+                    images = [load_image(v, base_dir) for v in given]
                 except ValueError as e:
                     reason, detail = S.BAD_IMAGE, str(e)
         ok = reason is None
@@ -203,52 +204,112 @@ def resolve_source(source: str, store: str) -> "str | list[FilePin]":
     return [pin_file(f, label=f"file:{f.name}") for f in files]
 
 
-def read_prompts(spark: SparkSession, source: "str | list[FilePin]", store: str) -> tuple[DataFrame, list[Any]]:
-    """(DataFrame of the raw prompts, parents for lineage) from ``resolve_source``'s answer."""
+RAW_TEXT_SCHEMA = pa.schema([pa.field("value", pa.string()), pa.field("whole", pa.bool_())])
+
+
+def read_prompts(spark: SparkSession, source: "str | list[FilePin]", store: str) -> tuple[DataFrame, list[Any], bool]:
+    """(DataFrame of the raw prompts, parents for lineage, ``text``) from ``resolve_source``'s answer.
+
+    Parquet files and datasets come as their own columns; JSON files as text (``text`` True: one
+    row per JSONL line, or per whole ``.json`` file, column ``value``, ``whole`` set), parsed in
+    ``to_checked`` so that any layout's fields survive and a bad line becomes one quarantined row."""
+    from pyspark.sql import functions as F
+
     from skycurate.catalog import Catalog
     from skycurate.errors import SkycurateError
     from skycurate.spark import read_dataset
 
     if isinstance(source, str):
         ref = Catalog(store).resolve(source)
-        return read_dataset(spark, ref), [ref]
+        return read_dataset(spark, ref), [ref], False
     parents = [f.parent() for f in source]
     paths = [f.path for f in source]
     if all(p.endswith(".parquet") for p in paths):
-        return spark.read.parquet(*paths), parents
+        return spark.read.parquet(*paths), parents, False
     if any(p.endswith(".parquet") for p in paths):
         raise SkycurateError("prompts: mix of Parquet and JSONL files; pass one kind")
-    df = (spark.read.schema(JSON_READ_SCHEMA).option("mode", "PERMISSIVE")
-          .option("columnNameOfCorruptRecord", "_corrupt_record").json(paths))
-    return df, parents
+    lines = [p for p in paths if not p.endswith(".json")]
+    wholes = [p for p in paths if p.endswith(".json")]
+    frames = ([spark.read.text(lines).withColumn("whole", F.lit(False))] if lines else []) + \
+        ([spark.read.text(wholes, wholetext=True).withColumn("whole", F.lit(True))] if wholes else [])
+    df = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    return df, parents, True
 
 
-def _input_columns(df: DataFrame) -> DataFrame:
-    """Keep the known columns, cast scalars to what ``check_batch`` expects."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, StringType
+def _parse_text(value: str, whole: bool) -> list[dict[str, Any]]:
+    """The records of one JSONL line (or one whole .json file: an object or a list of them); what
+    does not parse, or is not an object, becomes one ``_corrupt_record`` row."""
+    if not whole and not value.strip():
+        return []
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return [{"_corrupt_record": value[:4000]}]
+    items = data if whole and isinstance(data, list) else [data]
+    return [x if isinstance(x, dict) else {"_corrupt_record": json.dumps(x, ensure_ascii=False)[:4000]}
+            for x in items]
 
-    from skycurate.errors import SkycurateError
 
-    missing = [c for c in S.REQUIRED_PROMPT_COLUMNS if c not in df.columns]
-    if missing:
-        raise SkycurateError(f"prompts have no {', '.join(missing)} column(s); required: "
-                             f"{', '.join(S.REQUIRED_PROMPT_COLUMNS)}")
-    cols = []
-    for name in (*S.REQUIRED_PROMPT_COLUMNS, *S.OPTIONAL_PROMPT_COLUMNS, "_corrupt_record"):
-        if name not in df.columns:
-            continue
-        dtype = df.schema[name].dataType
-        if name == "images":
-            ok = isinstance(dtype, ArrayType)
-            cols.append(F.col(name) if ok else F.array(F.col(name).cast("string")).alias(name))
-        elif name in ("difficulty", "s_v", "s_t", "s_i"):
-            cols.append(F.col(name))
-        elif not isinstance(dtype, StringType):
-            cols.append(F.col(name).cast("string").alias(name))
+def canonical_batch(batch: pa.RecordBatch, layout: str, fields: Any, text: bool,
+                    base_dir: str | None = None) -> pa.RecordBatch:
+    """Raw prompt rows of any layout -> ``CHECKED_SCHEMA`` (``prompt_layouts`` maps, ``check_rows`` checks)."""
+    from skycurate.stages.cot.prompt_layouts import to_canonical
+
+    if text:
+        raw = [r for v, w in zip(batch.column("value").to_pylist(), batch.column("whole").to_pylist(), strict=True)
+               for r in _parse_text(v or "", bool(w))]
+    else:
+        raw = batch.to_pylist()
+    rows = [r if "_corrupt_record" in r and len(r) == 1 else to_canonical(r, layout, fields) for r in raw]
+    return check_rows(rows, base_dir)
+
+
+def prompt_columns(source: str, store: str, limit: int = 200) -> tuple[list[str], str]:
+    """The field names in the first ``limit`` rows of the prompts (``source`` as configured: a
+    dataset ref or files) and where they come from: what the layout is detected from, before any
+    Spark job and without hashing the files."""
+    import gzip
+
+    import pyarrow.parquet as pq
+
+    from skycurate.catalog import Catalog
+    from skycurate.connectors.jsonl import expand_sources
+
+    looks_like_file = any(source.endswith(s) for s in (".jsonl", ".json", ".parquet", ".jsonl.gz")) or "*" in source
+    if not looks_like_file and not Path(source).exists():
+        return list(Catalog(store).open(source).schema.names), source
+    files = expand_sources([source])
+    if not files:
+        return [], source
+    path = str(files[0])
+    if path.endswith(".parquet"):
+        return list(pq.read_schema(path).names), Path(path).name
+    names: dict[str, None] = {}
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        if path.endswith(".json"):
+            rows = _parse_text(f.read(), True)[:limit]
         else:
-            cols.append(F.col(name))
-    return df.select(*cols)
+            rows = []
+            for line in f:
+                rows += _parse_text(line, False)
+                if len(rows) >= limit:
+                    break
+    for r in rows:
+        if "_corrupt_record" not in r:
+            names.update(dict.fromkeys(r))
+    return list(names), Path(path).name
+
+
+def prompt_layout(source: str, store: str, fields: Any) -> str:
+    """The layout of the prompts (``prompt_layouts.detect_layout`` on their first rows); an empty
+    input has nothing to detect and is read as the canonical layout."""
+    from skycurate.stages.cot.prompt_layouts import detect_layout
+
+    columns, where = prompt_columns(source, store)
+    if not columns and getattr(fields, "layout", "auto") == "auto":
+        return "skycurate"
+    return detect_layout(columns, fields, where)
 
 
 def _fold_numbers_into_bands(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -286,9 +347,11 @@ def _near_batch(batch: pa.RecordBatch, cfg: S.PrepareConfig) -> pa.RecordBatch:
 
 
 def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | None,
-                     benchmark_keys: list[str], base_dir: str | None = None) -> DataFrame:
+                     benchmark_keys: list[str], base_dir: str | None = None, layout: str = "skycurate",
+                     fields: Any = None, text: bool = False) -> DataFrame:
     """Every input row once, ``CHECKED_SCHEMA`` columns plus ``reject_stage``/``reject_reason``:
-    quarantined rows have ``quarantine_reason``; rejected ones a verdict; the rest are the prompts."""
+    quarantined rows have ``quarantine_reason``; rejected ones a verdict; the rest are the prompts.
+    ``df`` holds raw rows of ``layout`` (``text``: JSON text, see ``read_prompts``)."""
     from functools import partial
 
     from pyspark.sql import Window
@@ -299,7 +362,10 @@ def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | No
     from skycurate.stages.leakage.decontaminate import scan_on_spark, split_scan
     from skycurate.stages.web.near_dedup import near_dedup
 
-    checked = map_batches(_input_columns(df), partial(check_batch, base_dir=base_dir), CHECKED_SCHEMA)
+    from skycurate.schemas.cot_prompts import PromptFields
+
+    checked = map_batches(df, partial(canonical_batch, layout=layout, fields=fields or PromptFields(), text=text,
+                                      base_dir=base_dir), CHECKED_SCHEMA)
     # duplicate ids: the first by question text keeps the id, the others are quarantined
     w = Window.partitionBy("id").orderBy(F.col("question").asc_nulls_last(), "dedup_key")
     first = F.row_number().over(w) == 1
@@ -431,5 +497,6 @@ def generation_items(table: pa.Table, template: S.TemplateConfig, teacher: S.Eng
             continue
         items.append(PromptItem(id=pid, text=text, penalty=float(penalties[i])))
     users = [user_content(q, template) if template.mode == "chat" else q for q in questions]
-    extra = pa.table({"prompt_id": ids, "user_content": users, "prompt_tokens_counted": pa.array(counts, pa.int32())})
+    extra = pa.table({"prompt_id": pa.array(ids, pa.string()), "user_content": pa.array(users, pa.string()),
+                      "prompt_tokens_counted": pa.array(counts, pa.int32())})   # typed: no prompts is a valid input
     return items, too_long, extra

@@ -22,6 +22,8 @@ from skycurate.schemas.cot_verify import (
     ANSWER_TYPE,
     ANSWER_TYPES,
     COMPLETION,
+    MISSING_REFERENCE,
+    NO_ANSWER_FOUND,
     REFERENCE_ANSWER,
     REQUIRED_COLUMNS,
     STAGE,
@@ -30,6 +32,7 @@ from skycurate.schemas.cot_verify import (
 )
 from skycurate.stages.base import BatchStage, require_columns, with_columns
 from skycurate.stages.cot.answers import _DEFAULT_CFG, extract_answer
+from skycurate.stages.cot.code_answers import UNPARSEABLE_TESTS, CodeTests, check_programs, extract_code, parse_tests
 from skycurate.stages.cot.compare import (
     Verdict,
     _compare_local,
@@ -67,8 +70,16 @@ def verify_batch(batch: pa.RecordBatch, cfg: VerifyConfig | None = None) -> pa.R
     methods: list[str] = ["none"] * n
     verdicts: list[Verdict | None] = [None] * n
     jobs: dict[_MathJob, list[int]] = {}
+    programs: list[tuple[int, str, CodeTests]] = []
     for i in range(n):
         atype = types[i]
+        if atype == "code":
+            verdict, program = _code_row(completions[i], refs[i])
+            answers[i], methods[i] = (program, "code_block") if program is not None else (None, "none")
+            if verdict is None:
+                programs.append((i, program, parse_tests(refs[i])))
+            verdicts[i] = verdict
+            continue
         if atype in ANSWER_TYPES:
             answers[i], methods[i] = extract_answer(completions[i], atype, cfg)
         got = _compare_local(answers[i], refs[i], atype, cfg)
@@ -84,6 +95,10 @@ def verify_batch(batch: pa.RecordBatch, cfg: VerifyConfig | None = None) -> pa.R
             for i in jobs[job]:
                 verdicts[i] = v
 
+    if programs:  # every program of the batch in one sandbox container
+        for (i, _, _), v in zip(programs, check_programs([(p, t) for _, p, t in programs], cfg), strict=True):
+            verdicts[i] = Verdict(v.correct, "sandbox", v.error)
+
     return with_columns(batch, {
         "extracted_answer": pa.array(answers, pa.string()),
         "extract_method": pa.array(methods, pa.string()),
@@ -91,6 +106,18 @@ def verify_batch(batch: pa.RecordBatch, cfg: VerifyConfig | None = None) -> pa.R
         "verify_method": pa.array([v.method for v in verdicts], pa.string()),
         "verify_error": pa.array([v.error for v in verdicts], pa.string()),
     })
+
+
+def _code_row(completion: str | None, reference: str | None) -> tuple[Verdict | None, str | None]:
+    """(verdict decided without running anything, the program): no tests or no program settle it."""
+    if reference is None or not reference.strip():
+        return Verdict(None, None, MISSING_REFERENCE), extract_code(completion)
+    if parse_tests(reference) is None:
+        return Verdict(None, None, UNPARSEABLE_TESTS), extract_code(completion)
+    program = extract_code(completion)
+    if program is None:
+        return Verdict(False, None, NO_ANSWER_FOUND), None
+    return None, program
 
 
 VERIFY = BatchStage(name=STAGE, fn=verify_batch, requires=REQUIRED_COLUMNS, adds=VERIFY_FIELDS)
