@@ -190,7 +190,6 @@ class DistillFlowConfig(FlowConfig):
 
 
 # ---- datasets ----
-from skycurate.schemas.chat import MESSAGE  # noqa: E402 - re-exported: cot/sft messages
 
 DROPPED_SCHEMA = pa.schema([       # cot/rejected and cot/quarantine: one row per prompt
     pa.field("id", pa.string()),

@@ -16,7 +16,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from skycurate.schemas.config import StrictModel
-from skycurate.schemas.chat import MESSAGE, MESSAGES
+from skycurate.schemas.chat import MESSAGES
 
 RL_STAGE = "rl_pool"
 PREF_STAGE = "preference"
