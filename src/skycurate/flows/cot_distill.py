@@ -49,7 +49,8 @@ from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.leakage import BenchmarkSpec
 from skycurate.spark import get_spark
 from skycurate.stages.accounting import AccountingError, FunnelStep
-from skycurate.stages.cot.prompts import prompt_layout, resolve_source
+from skycurate.stages.cot.prompts import prompt_layout
+from skycurate.stages.raw_records import resolve_source
 
 log = logging.getLogger(__name__)
 DROPPED = f"{S.NAMESPACE}/prompts-dropped"
@@ -70,12 +71,12 @@ def prepare_prompts(store: str, source: str, source_key: Any, layout: str, field
         PROMPT_COLUMNS,
         dedup_key,
         prepare_on_spark,
-        read_prompts,
     )
     from skycurate.stages.leakage.decontaminate import build_index
+    from skycurate.stages.raw_records import read_records
 
     catalog, session, producer = Catalog(store), get_spark(spark), current_producer(cfg)
-    df, parents, text = read_prompts(session, source_key, store)
+    df, parents, text = read_records(session, source_key, store)
     index, keys = None, []
     if benchmarks:
         tables = [load_benchmark(spec, cfg.decontaminate.splits) for spec in benchmarks]

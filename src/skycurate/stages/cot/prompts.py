@@ -28,11 +28,10 @@ import pyarrow as pa
 from skycurate.schemas import cot as S
 from skycurate.schemas.cot_verify import ANSWER_TYPES
 from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
+from skycurate.stages.raw_records import parse_text, sample_columns
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
-
-    from skycurate.catalog.pins import FilePin
+    from pyspark.sql import DataFrame
 
     from skycurate.stages.leakage.decontaminate import NgramIndex
 
@@ -187,69 +186,6 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
 # ------------------------------------------------------------------------------------ Spark
 
 
-def resolve_source(source: str, store: str) -> "str | list[FilePin]":
-    """What ``source`` names, pinned: a dataset version label, or the matching files pinned by
-    content (the cache key and the lineage of the prepared prompts; files are hashed once)."""
-    from skycurate.catalog import Catalog
-    from skycurate.catalog.pins import pin_file
-    from skycurate.connectors.jsonl import expand_sources
-    from skycurate.errors import SkycurateError
-
-    looks_like_file = any(source.endswith(s) for s in (".jsonl", ".json", ".parquet", ".jsonl.gz")) or "*" in source
-    if not looks_like_file and not Path(source).exists():
-        return Catalog(store).resolve(source).label
-    files = expand_sources([source])
-    if not files:
-        raise SkycurateError(f"prompts: no file matches {source}")
-    return [pin_file(f, label=f"file:{f.name}") for f in files]
-
-
-RAW_TEXT_SCHEMA = pa.schema([pa.field("value", pa.string()), pa.field("whole", pa.bool_())])
-
-
-def read_prompts(spark: SparkSession, source: "str | list[FilePin]", store: str) -> tuple[DataFrame, list[Any], bool]:
-    """(DataFrame of the raw prompts, parents for lineage, ``text``) from ``resolve_source``'s answer.
-
-    Parquet files and datasets come as their own columns; JSON files as text (``text`` True: one
-    row per JSONL line, or per whole ``.json`` file, column ``value``, ``whole`` set), parsed in
-    ``to_checked`` so that any layout's fields survive and a bad line becomes one quarantined row."""
-    from pyspark.sql import functions as F
-
-    from skycurate.catalog import Catalog
-    from skycurate.errors import SkycurateError
-    from skycurate.spark import read_dataset
-
-    if isinstance(source, str):
-        ref = Catalog(store).resolve(source)
-        return read_dataset(spark, ref), [ref], False
-    parents = [f.parent() for f in source]
-    paths = [f.path for f in source]
-    if all(p.endswith(".parquet") for p in paths):
-        return spark.read.parquet(*paths), parents, False
-    if any(p.endswith(".parquet") for p in paths):
-        raise SkycurateError("prompts: mix of Parquet and JSONL files; pass one kind")
-    lines = [p for p in paths if not p.endswith(".json")]
-    wholes = [p for p in paths if p.endswith(".json")]
-    frames = ([spark.read.text(lines).withColumn("whole", F.lit(False))] if lines else []) + \
-        ([spark.read.text(wholes, wholetext=True).withColumn("whole", F.lit(True))] if wholes else [])
-    df = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-    return df, parents, True
-
-
-def _parse_text(value: str, whole: bool) -> list[dict[str, Any]]:
-    """The records of one JSONL line (or one whole .json file: an object or a list of them); what
-    does not parse, or is not an object, becomes one ``_corrupt_record`` row."""
-    if not whole and not value.strip():
-        return []
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return [{"_corrupt_record": value[:4000]}]
-    items = data if whole and isinstance(data, list) else [data]
-    return [x if isinstance(x, dict) else {"_corrupt_record": json.dumps(x, ensure_ascii=False)[:4000]}
-            for x in items]
-
-
 def canonical_batch(batch: pa.RecordBatch, layout: str, fields: Any, text: bool,
                     base_dir: str | None = None) -> pa.RecordBatch:
     """Raw prompt rows of any layout -> ``CHECKED_SCHEMA`` (``prompt_layouts`` maps, ``check_rows`` checks)."""
@@ -257,48 +193,11 @@ def canonical_batch(batch: pa.RecordBatch, layout: str, fields: Any, text: bool,
 
     if text:
         raw = [r for v, w in zip(batch.column("value").to_pylist(), batch.column("whole").to_pylist(), strict=True)
-               for r in _parse_text(v or "", bool(w))]
+               for r in parse_text(v or "", bool(w))]
     else:
         raw = batch.to_pylist()
     rows = [r if "_corrupt_record" in r and len(r) == 1 else to_canonical(r, layout, fields) for r in raw]
     return check_rows(rows, base_dir)
-
-
-def prompt_columns(source: str, store: str, limit: int = 200) -> tuple[list[str], str]:
-    """The field names in the first ``limit`` rows of the prompts (``source`` as configured: a
-    dataset ref or files) and where they come from: what the layout is detected from, before any
-    Spark job and without hashing the files."""
-    import gzip
-
-    import pyarrow.parquet as pq
-
-    from skycurate.catalog import Catalog
-    from skycurate.connectors.jsonl import expand_sources
-
-    looks_like_file = any(source.endswith(s) for s in (".jsonl", ".json", ".parquet", ".jsonl.gz")) or "*" in source
-    if not looks_like_file and not Path(source).exists():
-        return list(Catalog(store).open(source).schema.names), source
-    files = expand_sources([source])
-    if not files:
-        return [], source
-    path = str(files[0])
-    if path.endswith(".parquet"):
-        return list(pq.read_schema(path).names), Path(path).name
-    names: dict[str, None] = {}
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        if path.endswith(".json"):
-            rows = _parse_text(f.read(), True)[:limit]
-        else:
-            rows = []
-            for line in f:
-                rows += _parse_text(line, False)
-                if len(rows) >= limit:
-                    break
-    for r in rows:
-        if "_corrupt_record" not in r:
-            names.update(dict.fromkeys(r))
-    return list(names), Path(path).name
 
 
 def prompt_layout(source: str, store: str, fields: Any) -> str:
@@ -306,7 +205,7 @@ def prompt_layout(source: str, store: str, fields: Any) -> str:
     input has nothing to detect and is read as the canonical layout."""
     from skycurate.stages.cot.prompt_layouts import detect_layout
 
-    columns, where = prompt_columns(source, store)
+    columns, where = sample_columns(source, store)
     if not columns and getattr(fields, "layout", "auto") == "auto":
         return "skycurate"
     return detect_layout(columns, fields, where)
@@ -351,7 +250,7 @@ def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | No
                      fields: Any = None, text: bool = False) -> DataFrame:
     """Every input row once, ``CHECKED_SCHEMA`` columns plus ``reject_stage``/``reject_reason``:
     quarantined rows have ``quarantine_reason``; rejected ones a verdict; the rest are the prompts.
-    ``df`` holds raw rows of ``layout`` (``text``: JSON text, see ``read_prompts``)."""
+    ``df`` holds raw rows of ``layout`` (``text``: JSON text, see ``raw_records.read_records``)."""
     from functools import partial
 
     from pyspark.sql import Window
