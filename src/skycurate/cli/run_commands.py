@@ -104,6 +104,27 @@ def _report_contamination(result: dict, cfg: Any) -> None:
     stdout.print(t)
 
 
+def _report_preference(result: dict, cfg: Any) -> None:
+    for name, v in result["stats"]["by_source"].items():
+        stdout.print(f"{name}: {v['records']} records -> {v['pairs']} pairs, {v['rejected']} rejected")
+    stdout.print(f"why rejected: {result['stats']['by_reason'] or 'none'}")
+
+
+@_flow_command("preference", "skycurate.schemas.pref_flow:PrefFlowConfig",
+               "skycurate.flows.pref_ingest:preference_flow", report=_report_preference, json_extra=("stats",))
+def run_preference(
+    source: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=PATH: a preference set (JSONL/JSON/Parquet files or a dataset ref; TRL, HH-RLHF, UltraFeedback "
+             "or ultrafeedback_binarized layout, detected); repeatable, earlier sources win duplicates.")] = None,
+    benchmark: BenchmarkOpt = None,
+    benchmarks: BenchmarksFileOpt = None,
+) -> dict[str, Any]:
+    """Preference sets -> pref/pairs: one TRL DPO layout, ties and duplicates dropped, prompts decontaminated."""
+    pairs = _pairs(source, "--source")
+    return {"sources": [{"name": k, "path": v} for k, v in pairs.items()] if pairs else None,
+            "benchmarks": _benchmark_overrides(benchmark, benchmarks)}
+
+
 @_flow_command("decontaminate", "skycurate.schemas.leakage_flows:DecontaminateFlowConfig",
                "skycurate.flows.decontaminate:decontaminate_flow", report=_report_contamination,
                json_extra=("summary",))

@@ -28,6 +28,7 @@ from skycurate.errors import SkycurateError
 from skycurate.schemas.config import FlowConfig
 from skycurate.schemas.cot import DistillFlowConfig
 from skycurate.schemas.hello import HelloConfig
+from skycurate.schemas.pref_flow import PrefFlowConfig
 from skycurate.schemas.leakage_flows import (
     DecontaminateFlowConfig,
     LeakageAuditFlowConfig,
@@ -155,6 +156,19 @@ def _distill(cfg: DistillFlowConfig, catalog: Catalog) -> None:
     prompt_layout(cfg.prompts, catalog.url, cfg.fields)   # a layout/mapping error: one line, nothing started
     for spec in cfg.benchmarks:
         load_benchmark(spec, cfg.prepare.decontaminate.splits)
+    catalog.ensure_writable()
+
+
+@preflight.register
+def _preference(cfg: PrefFlowConfig, catalog: Catalog) -> None:
+    if not cfg.sources:
+        raise SkycurateError("no preference sets: pass --source NAME=PATH (repeatable)")
+    from skycurate.connectors.benchmarks import load_benchmark
+    from skycurate.stages.pref.ingest import source_layouts
+
+    source_layouts(cfg.sources, catalog.url)   # a layout/mapping error: one line, nothing started
+    for spec in cfg.benchmarks:
+        load_benchmark(spec, cfg.decontaminate.splits)
     catalog.ensure_writable()
 
 

@@ -1,0 +1,1 @@
+"""Preference-pair stages: public preference sets mapped to one canonical pair layout."""
