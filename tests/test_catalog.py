@@ -126,9 +126,11 @@ def test_resolve_errors_name_what_exists(store):
         catalog.resolve("web/other", store=store)
     with pytest.raises(DatasetNotFound, match=r"no version v0007.*versions: v0001"):
         catalog.resolve("web/clean@v0007", store=store)
-    for bad in ("clean", "Web/Clean", "web/clean@seven", "a/b/c"):
+    for bad in ("clean", "Web/Clean", "web/clean@Seven!", "web/clean@v12", "a/b/c"):
         with pytest.raises(InvalidReference):
             catalog.resolve(bad, store=store)
+    with pytest.raises(DatasetNotFound, match=r"web/clean has no tag 'seven'.*tags: none"):   # tag syntax
+        catalog.resolve("web/clean@seven", store=store)
     with pytest.raises(StoreError, match="does not exist"):
         Catalog(os.path.join(store, "nowhere")).names()
     with pytest.raises(StoreError, match="cannot open store"):

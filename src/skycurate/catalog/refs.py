@@ -10,6 +10,7 @@ from skycurate.errors import InvalidReference
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$")
 VERSION_RE = re.compile(r"^v(\d{4,})$")
+TAG_RE = re.compile(r"^(?!v\d+$)[a-z][a-z0-9_.-]{0,63}$")   # web/clean@prod (see catalog.retention); not v12
 LATEST = "latest"
 
 
@@ -30,7 +31,7 @@ def version_label(number: int) -> str:
 def version_number(label: str) -> int:
     m = VERSION_RE.match(label)
     if not m:
-        raise InvalidReference(f"bad version {label!r}: expected 'vNNNN' (e.g. v0003) or 'latest'")
+        raise InvalidReference(f"bad version {label!r}: expected 'vNNNN' (e.g. v0003), 'latest' or a tag")
     return int(m.group(1))
 
 
@@ -45,6 +46,8 @@ def parse_ref(text: str) -> tuple[str, str]:
         return name, LATEST
     if version.isdigit():
         return name, version_label(int(version))
+    if TAG_RE.match(version):
+        return name, version            # a tag: resolved by the catalog
     version_number(version)
     return name, version
 

@@ -43,7 +43,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, Field
 
 from skycurate.catalog.manifest import MANIFEST_FILE, Attachment, Manifest, Parent, Producer, schema_to_json
-from skycurate.catalog.refs import LATEST, DatasetRef, check_name, parse_ref, version_label, version_number
+from skycurate.catalog.refs import LATEST, VERSION_RE, DatasetRef, check_name, parse_ref, version_label, version_number
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
                                        spark_url, write_into)
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
@@ -239,6 +239,16 @@ class Catalog:
             if not versions:
                 raise DatasetNotFound(self._not_found_message(name))
             return self._ref(name, versions[-1])
+        if not VERSION_RE.match(version):   # a tag
+            from skycurate.catalog.retention import tag_version, tags
+
+            tagged = tag_version(self, name, version)
+            if tagged is None:
+                known = ", ".join(sorted(tags(self, name))) or "none"
+                if not self.versions(name):
+                    raise DatasetNotFound(self._not_found_message(name))
+                raise DatasetNotFound(f"{name} has no tag {version!r} in {self.url} (tags: {known})")
+            version = tagged
         if not self.fs.exists(self._path(name, version, MANIFEST_FILE)):
             versions = self.versions(name)
             if not versions:

@@ -169,3 +169,56 @@ def datasets_verify(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = Fals
                 stdout.print(f"  - {problem}")
         if not report.ok:
             raise typer.Exit(1)
+
+
+@datasets_app.command("tag")
+def datasets_tag(ref: RefArg, label: Annotated[str, typer.Argument(help="Tag, e.g. prod.")],
+                 store: StoreOpt = None, debug: DebugOpt = False) -> None:
+    """Name a version (NAME@vN, or @latest which is pinned now): NAME@LABEL then resolves to it and gc keeps it."""
+    from skycurate.catalog.retention import set_tag
+
+    with _errors(debug):
+        target = set_tag(_catalog(store), ref, label)
+        name = target.split("@")[0]
+        stdout.print(f"{name}@{label} -> {target}")
+
+
+@datasets_app.command("untag")
+def datasets_untag(name: Annotated[str, typer.Argument(help="Dataset name, e.g. web/clean.")],
+                   label: Annotated[str, typer.Argument(help="Tag to remove.")],
+                   store: StoreOpt = None, debug: DebugOpt = False) -> None:
+    """Remove a tag (the version stays; gc may collect it later)."""
+    from skycurate.catalog.retention import remove_tag
+
+    with _errors(debug):
+        remove_tag(_catalog(store), name.split("@")[0], label)
+        stdout.print(f"removed {name.split('@')[0]}@{label}")
+
+
+@datasets_app.command("gc")
+def datasets_gc(keep: Annotated[int, typer.Option(min=1, help="Newest versions of each dataset always kept.")] = 3,
+                older_than: Annotated[Optional[str], typer.Option(
+                    help="Only delete versions older than this (30d, 12h, 2w).")] = None,
+                dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go, delete nothing.")] = False,
+                store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Delete old versions nobody needs: never a tagged one, one of the newest --keep, or a parent of a
+    version that stays; also leftovers of dead runs (staging, scratch)."""
+    from skycurate.catalog.retention import parse_age, plan_gc, run_gc
+
+    with _errors(debug):
+        catalog = _catalog(store)
+        plan = plan_gc(catalog, keep=keep, older_than=parse_age(older_than) if older_than else None)
+        freed = 0 if dry_run else run_gc(catalog, plan)
+        if as_json:
+            _print_json({"dry_run": dry_run, "bytes": plan.bytes, "freed": freed,
+                         "versions": [i.__dict__ for i in plan.versions],
+                         "leftovers": [i.__dict__ for i in plan.leftovers], "kept": plan.kept})
+            return
+        table = Table(title=("would delete" if dry_run else "deleted"))
+        for col in ("what", "size", "why"):
+            table.add_column(col, justify="right" if col == "size" else "left")
+        for item in [*plan.versions, *plan.leftovers]:
+            table.add_row(item.path, _human_bytes(item.bytes), item.why)
+        stdout.print(table if plan.versions or plan.leftovers else "nothing to delete")
+        stdout.print(f"{'would free' if dry_run else 'freed'} {_human_bytes(plan.bytes)}; "
+                     f"{len(plan.kept)} version(s) kept")

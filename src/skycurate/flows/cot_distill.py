@@ -201,6 +201,10 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
         # (they reconcile their own prompt counts and raise before anything is published)
         verdicts = every_sample.drop("images").toArrow()
         pool, pool_rejected = rl_pool(verdicts, rl) if rl.enabled else (None, None)
+        if pool is not None:   # vision-language prompts keep their images (verl's multimodal ``images`` column)
+            by_id = dict(zip(table["id"].to_pylist(), table["images"].to_pylist(), strict=True))
+            pool = pool.append_column("images", pa.array([by_id.get(p) for p in pool["prompt_id"].to_pylist()],
+                                                         pa.list_(pa.binary())))
         pairs, pairs_rejected = preference_pairs(verdicts, preference, template.system) \
             if preference.enabled else (None, None)
         with catalog.all_or_nothing():

@@ -1,0 +1,104 @@
+"""Tags and garbage collection of the catalog: refs by tag, and a gc that never deletes a tagged
+version, one of the newest, or a parent of a version that stays; a killed gc leaves the store clean."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from skycurate.catalog import Catalog
+from skycurate.catalog.retention import parse_age, plan_gc, run_gc
+from skycurate.cli import app
+from skycurate.errors import DatasetNotFound, SkycurateError
+
+
+def _t(n: int) -> pa.Table:
+    return pa.table({"id": list(range(n))})
+
+
+@pytest.fixture
+def filled(tmp_path) -> Catalog:
+    """raw v1..v4; clean v1..v3 (clean v1 made from raw v1, v2 and v3 from raw v2); one tag."""
+    c = Catalog(str(tmp_path / "store"))
+    raw = [c.publish("web/raw", _t(i + 1)) for i in range(4)]
+    c.publish("web/clean", _t(1), parents=[raw[0]])
+    c.publish("web/clean", _t(2), parents=[raw[1]])
+    c.publish("web/clean", _t(3), parents=[raw[1]])
+    return c
+
+
+def test_a_tag_names_a_version_and_resolves_like_one(filled):
+    from skycurate.catalog.retention import set_tag, tags
+
+    assert set_tag(filled, "web/raw@v0002", "prod") == "web/raw@v0002"
+    assert filled.resolve("web/raw@prod").version == "v0002"
+    assert filled.open("web/raw@prod").count_rows() == 2
+    assert set_tag(filled, "web/raw@latest", "prod") == "web/raw@v0004"       # moving a tag: @latest pinned now
+    assert filled.resolve("web/raw@prod").version == "v0004" and tags(filled, "web/raw") == {"prod": "v0004"}
+    with pytest.raises(DatasetNotFound, match="web/raw has no tag 'staging'.*tags: prod"):
+        filled.resolve("web/raw@staging")
+    with pytest.raises(DatasetNotFound, match="no version v0009"):
+        set_tag(filled, "web/raw@v0009", "x")
+    for bad in ("latest", "v0003", "Prod", "9lives"):
+        with pytest.raises(SkycurateError, match="bad tag"):
+            set_tag(filled, "web/raw@v0001", bad)
+
+
+def test_gc_keeps_tagged_newest_and_parents_of_what_stays(filled):
+    from skycurate.catalog.retention import set_tag
+
+    set_tag(filled, "web/raw@v0001", "golden")
+    plan = plan_gc(filled, keep=1)
+    # raw: v4 newest, v1 tagged, v2 parent of clean v3 (kept); clean: v3 newest -> raw v3 and clean v1, v2 go
+    assert [i.path for i in plan.versions] == ["web/clean@v0001", "web/clean@v0002", "web/raw@v0003"]
+    assert plan.kept == {"web/clean@v0003": "latest", "web/raw@v0001": "tagged golden",
+                         "web/raw@v0002": "parent of web/clean@v0003", "web/raw@v0004": "latest"}
+    assert plan.bytes == sum(filled.manifest(p).num_bytes for p in
+                             ["web/clean@v0001", "web/clean@v0002", "web/raw@v0003"])
+    freed = run_gc(filled, plan)
+    assert freed == plan.bytes > 0
+    assert filled.versions("web/raw") == ["v0001", "v0002", "v0004"] and filled.versions("web/clean") == ["v0003"]
+    for ref in ("web/raw@v0001", "web/raw@v0002", "web/raw@v0004", "web/clean@v0003"):
+        assert filled.verify(ref).ok
+    assert not Path(filled.root, "web", "raw", "v0003").exists()
+    assert plan_gc(filled, keep=1).versions == []                      # nothing more to do
+
+
+def test_older_than_spares_young_versions_and_dry_run_deletes_nothing(filled, tmp_path):
+    assert plan_gc(filled, keep=1, older_than=dt.timedelta(days=30)).versions == []   # all made just now
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=31)
+    assert len(plan_gc(filled, keep=1, older_than=dt.timedelta(days=30), now=later).versions) == 4
+    res = CliRunner().invoke(app, ["datasets", "gc", "--keep", "1", "--dry-run", "--store", filled.url])
+    assert res.exit_code == 0 and "would delete" in res.output and "web/raw@v0003" in res.output
+    assert filled.versions("web/raw") == ["v0001", "v0002", "v0003", "v0004"]
+    assert parse_age("2w") == dt.timedelta(weeks=2)
+    bad = CliRunner().invoke(app, ["datasets", "gc", "--older-than", "soon", "--store", filled.url])
+    assert bad.exit_code != 0 and "use a number and a unit, e.g. 30d" in bad.output
+
+
+def test_a_gc_killed_between_manifest_and_files_is_finished_by_the_next_one(filled):
+    folder = Path(filled.root, "web", "raw", "v0001")
+    (folder / "_manifest.json").unlink()                    # what a gc killed after its first step leaves
+    old = time.time() - 2 * 86400
+    os.utime(folder, (old, old))
+    assert filled.versions("web/raw") == ["v0002", "v0003", "v0004"]   # invisible at once
+    plan = plan_gc(filled, keep=3)
+    assert [i.path for i in plan.leftovers] == ["web/raw/v0001"]
+    run_gc(filled, plan)
+    assert not folder.exists() and all(filled.verify(f"web/raw@{v}").ok for v in filled.versions("web/raw"))
+
+
+def test_tag_and_untag_on_the_command_line(filled):
+    run = CliRunner().invoke
+    assert "web/clean@prod -> web/clean@v0002" in run(app, ["datasets", "tag", "web/clean@v0002", "prod",
+                                                             "--store", filled.url]).output
+    assert filled.resolve("web/clean@prod").version == "v0002"
+    assert run(app, ["datasets", "untag", "web/clean", "prod", "--store", filled.url]).exit_code == 0
+    res = run(app, ["datasets", "untag", "web/clean", "prod", "--store", filled.url])
+    assert res.exit_code != 0 and "has no tag 'prod'" in res.output
