@@ -102,3 +102,41 @@ def test_tag_and_untag_on_the_command_line(filled):
     assert run(app, ["datasets", "untag", "web/clean", "prod", "--store", filled.url]).exit_code == 0
     res = run(app, ["datasets", "untag", "web/clean", "prod", "--store", filled.url])
     assert res.exit_code != 0 and "has no tag 'prod'" in res.output
+
+
+# ---------------------------------------------------------------------------------- rebuild
+
+
+def test_rebuild_reruns_the_recorded_config_and_refuses_when_inputs_are_gone(tmp_path, prefect_harness, spark):
+    """A real manifest: the hello flow on a file; rebuild with --set, then with the file changed,
+    then with the parent version collected."""
+    import json
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"id": str(i), "text": "word " * (i + 1)}) + "\n" for i in range(6)))
+    store = str(tmp_path / "store")
+    run = CliRunner().invoke
+    first = run(app, ["run", "hello", "--source", str(src), "--store", store, "--json"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    c = Catalog(store)
+    assert c.manifest("hello/clean@v0001").num_rows == 4          # texts of 3+ words
+
+    again = run(app, ["rebuild", "hello/clean@v0001", "--set", "length_filter.min_words=5", "--store", store,
+                      "--json"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    m = c.manifest("hello/clean@v0002")
+    assert m.num_rows == 2 and m.producer.config["rebuild_of"] == "hello/clean@v0001"
+    assert m.producer.config["length_filter"]["min_words"] == 5
+    assert m.producer.config["ingest"]["sources"] == [str(src)]  # the recorded inputs, not the defaults
+
+    src.write_text(src.read_text() + json.dumps({"id": "x", "text": "a new line"}) + "\n")
+    changed = run(app, ["rebuild", "hello/clean@v0001", "--store", store])
+    assert changed.exit_code != 0 and "Traceback" not in changed.output
+    assert "cannot rebuild hello/clean@v0001: its inputs are gone" in changed.output
+    assert "docs.jsonl (changed since: sha256 differs)" in changed.output.replace("\n", "")
+
+    import shutil
+
+    shutil.rmtree(Path(store, "hello", "raw", "v0001"))     # a parent deleted by hand (gc would have kept it)
+    gone = run(app, ["rebuild", "hello/clean@v0001", "--store", store])
+    assert gone.exit_code != 0 and "hello/raw@v0001 (no longer in the store)" in gone.output.replace("\n", "")

@@ -52,6 +52,7 @@ _RUN_OPTIONS = _options(("store", StoreOpt, None), ("config", ConfigOpt, None), 
                         ("as_json", JsonOpt, False), ("debug", DebugOpt, False))
 # command name -> ("module:ConfigModel", "module:flow"), for the tests
 RUN_COMMANDS: dict[str, tuple[str, str]] = {}
+RUN_EXTRAS: dict[str, dict[str, Any]] = {}   # name -> report, json_extra, backends (for rebuild)
 
 
 def _load(target: str) -> Any:
@@ -80,6 +81,7 @@ def _flow_command(name: str, config_model: str, flow: str, *, report: Callable[[
                              as_json=as_json, debug=debug, report=report, json_extra=json_extra, backends=backends)
 
         RUN_COMMANDS[name] = (config_model, flow)
+        RUN_EXTRAS[name] = {"report": report, "json_extra": json_extra, "backends": backends}
         return _command(run_app, name, options, _RUN_OPTIONS, run)
 
     return register
@@ -89,10 +91,19 @@ def _run_command(flow_name: str, config_model: type, config_path: str | None, ov
                  *, store: str | None, force: bool, as_json: bool, debug: bool,
                  report: Callable[[dict, Any], None] | None, json_extra: tuple[str, ...], backends: bool) -> None:
     """Config file + flag overrides -> pre-flight checks (before Prefect and Spark start) -> the flow -> tables."""
-    from skycurate.flows._preflight import preflight
     from skycurate.schemas.config import load_config
 
     cfg = load_config(config_model, config_path, overrides)
+    run_config(flow_name, cfg, flow, store=store, force=force, as_json=as_json, debug=debug, report=report,
+               json_extra=json_extra, backends=backends)
+
+
+def run_config(flow_name: str, cfg: Any, flow: str, *, store: str | None, force: bool, as_json: bool, debug: bool,
+               report: Callable[[dict, Any], None] | None = None, json_extra: tuple[str, ...] = (),
+               backends: bool = False) -> None:
+    """A validated config -> pre-flight checks -> the flow -> tables (``run`` and ``rebuild`` both end here)."""
+    from skycurate.flows._preflight import preflight
+
     preflight(cfg, _catalog(store))
     module = flow.partition(":")[0]
     if backends:

@@ -53,6 +53,9 @@ class FlowConfig(StrictModel):
     """Fields every flow config has."""
 
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    rebuild_of: str | None = Field(
+        default=None, description="set by `skycurate rebuild`: the version this run rebuilds (recorded in every "
+                                  "output's producer config)")
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -61,6 +61,7 @@ class SuiteRun:
     reason: str | None = None
     detail: str = ""
     record: dict[str, Any] | None = None   # for ``runs.json``; None when no test ran (a patch did not apply)
+    started: bool = True                   # pytest got as far as its "test session starts" line
 
 
 def run_suite(tag: str, recipe: EnvRecipe, tests: list[str], patches: list[str], cfg: ValidationConfig,
@@ -86,7 +87,8 @@ def run_suite(tag: str, recipe: EnvRecipe, tests: list[str], patches: list[str],
     if not result.statuses:
         tail = "\n".join(result.log_text.strip().splitlines()[-15:])
         return SuiteRun(None, "tests_did_not_run",
-                        f"{what} run reported no test results (exit {result.exit_code}):\n{tail}", record)
+                        f"{what} run reported no test results (exit {result.exit_code}):\n{tail}", record,
+                        started="test session starts" in result.log_text)
     return SuiteRun(result.statuses, record=record)
 
 
@@ -113,6 +115,7 @@ def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str
 
 #: pytest's exit codes for "internal error" and "usage error": it could not even start (a conftest
 #: hook or an option today's pytest no longer knows), so no test ran; the environment is at fault.
+#: So is a run that never printed "test session starts" (pytest died parsing its config: exit 1).
 PYTEST_COULD_NOT_START = (3, 4)
 
 
@@ -129,7 +132,8 @@ def _runs(c: dict, cfg: ValidationConfig, info: Any, recipe: EnvRecipe, log_dir:
     pre = run_suite(info.tag, recipe, tests, [c["test_patch"]], cfg, log_dir / "pre.log", "pre", "pre-patch",
                     "test_patch_does_not_apply")
     runs += [pre.record] if pre.record else []
-    if pre.reason == "tests_did_not_run" and pre.record and pre.record["exit"] in PYTEST_COULD_NOT_START:
+    if pre.reason == "tests_did_not_run" and pre.record and (pre.record["exit"] in PYTEST_COULD_NOT_START
+                                                             or not pre.started):
         last = (pre.detail.strip().splitlines() or [""])[-1][:200]
         raise _WrongEnvironment(f"pytest could not start (exit {pre.record['exit']}): {last}")
     if pre.reason:
