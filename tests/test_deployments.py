@@ -23,3 +23,17 @@ def test_every_deployment_entrypoint_is_a_flow_accepting_its_parameters():
         assert isinstance(flow, Flow), deployment["name"]
         accepted = inspect.signature(flow.fn).parameters
         assert set(deployment.get("parameters", {})) <= set(accepted), deployment["name"]
+        config = deployment.get("parameters", {}).get("config")
+        if config is not None:      # a config parameter must be valid for the flow's config model
+            model = accepted["config"].default.__class__
+            model.model_validate(config)
+
+
+def test_every_run_command_has_a_deployment_and_schedules_ship_inactive():
+    from skycurate.cli import RUN_COMMANDS
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    entrypoints = {d["entrypoint"].split(":")[1] for d in spec["deployments"]}
+    flows = {target.split(":")[1] for _, target in RUN_COMMANDS.values()}
+    assert flows <= entrypoints, flows - entrypoints
+    assert all(not s["active"] for d in spec["deployments"] for s in d.get("schedules", []))
