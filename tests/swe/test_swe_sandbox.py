@@ -500,7 +500,7 @@ def test_the_install_step_is_confined_and_offline_unless_it_must_download(env_im
 
 
 def test_a_failed_build_is_summed_up_by_its_cause_not_by_pips_closing_hint():
-    from skycurate.sandbox.image_build import _last_line
+    from skycurate.sandbox.image_build import failure_cause as _last_line
 
     pip_log = ("  Preparing editable metadata (pyproject.toml): finished with status 'error'\n"
                "  error: subprocess-exited-with-error\n"
@@ -514,3 +514,5 @@ def test_a_failed_build_is_summed_up_by_its_cause_not_by_pips_closing_hint():
     assert _last_line("Collecting x\nERROR: No matching distribution found for x==9.9\nhint: nope\n") == \
         "ERROR: No matching distribution found for x==9.9"
     assert _last_line("+ make\nbuilding\nld: cannot find -lfoo\n") == "ld: cannot find -lfoo"
+    assert _last_line("  raise Failed(msg=reason)\nFailed: [pytest] section in setup.cfg files is no longer "
+                      "supported\n>>>>> End Test Output (exit 1)\n").startswith("Failed: [pytest] section")

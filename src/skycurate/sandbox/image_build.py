@@ -213,7 +213,7 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
                                  str(log_path) if log_path else None)
             if status != 0:
                 cls = (error_for_exit or {}).get(status, BuildError)
-                raise cls(f"{what} failed (exit {status}): {_last_line(text)}", _tail(text),
+                raise cls(f"{what} failed (exit {status}): {failure_cause(text)}", _tail(text),
                           str(log_path) if log_path else None)
             container.commit(repository=tag.split(":")[0], tag=tag.split(":")[1],
                              changes=[*_COMMIT_CHANGES, *changes])
@@ -226,12 +226,12 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
 
 # pip's closing lines ("hint: See above for details.", "note: This error originates from a
 # subprocess") say nothing; the cause is the last exception or ERROR line above them.
-_CAUSES = (re.compile(r"^[\w.]*(?:Error|Exception): \S"),                        # a Python exception
+_CAUSES = (re.compile(r"^[\w.]*(?:Error|Exception|Failed): \S"),                 # a Python exception
            re.compile(r"^(?:ERROR: (?!Failed building)|error: (?!subprocess-exited))"))  # pip / the shell
 _NOISE = ("+ ", ">>>>>", "hint:", "note:", "╰─>", "×")
 
 
-def _last_line(text: str) -> str:
+def failure_cause(text: str) -> str:
     """The line that says why a build step failed: the last exception of the log tail, else its
     last ``ERROR:`` line, else its last meaningful line."""
     lines = [x.strip() for x in text.splitlines()[-200:]]

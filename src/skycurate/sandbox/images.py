@@ -66,7 +66,7 @@ from skycurate.sandbox.image_build import (
     _build_step,
     _get_image,
     _hash,
-    _last_line,
+    failure_cause,
     _tail,
     cache_dir,
     image_exists,
@@ -203,7 +203,7 @@ def _git(*args: str, cwd: str | os.PathLike | None = None) -> str:
                           errors="replace", check=False,
                           env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"})
     if proc.returncode != 0:
-        raise BuildError(f"git {args[0]} failed: {_last_line(proc.stderr) or proc.returncode}",
+        raise BuildError(f"git {args[0]} failed: {failure_cause(proc.stderr) or proc.returncode}",
                          _tail(proc.stderr))
     return proc.stdout
 

@@ -134,8 +134,10 @@ def _runs(c: dict, cfg: ValidationConfig, info: Any, recipe: EnvRecipe, log_dir:
     runs += [pre.record] if pre.record else []
     if pre.reason == "tests_did_not_run" and pre.record and (pre.record["exit"] in PYTEST_COULD_NOT_START
                                                              or not pre.started):
-        last = (pre.detail.strip().splitlines() or [""])[-1][:200]
-        raise _WrongEnvironment(f"pytest could not start (exit {pre.record['exit']}): {last}")
+        from skycurate.sandbox.image_build import failure_cause
+
+        raise _WrongEnvironment(f"pytest could not start (exit {pre.record['exit']}): "
+                                f"{failure_cause(pre.detail)[:200]}")
     if pre.reason:
         return _reject(c, STAGE_VALIDATE, pre.reason, pre.detail, log_dir)
     posts = []
