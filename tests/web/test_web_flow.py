@@ -228,3 +228,25 @@ def test_funnel_from_stage_datasets_in_one_aggregation(spark):
     frames["deduped"] = _verdict_frame(spark, [(None, None, 15), (None, None, 1)])
     with pytest.raises(AccountingError, match="deduped: 2 rows, but the previous stage kept 1"):
         funnel(frames)
+
+
+def test_a_new_web_clean_is_decontaminated_in_the_same_run(store, sample, tmp_path):
+    """Chaining: with benchmarks configured, the run that publishes web/clean@vN also publishes
+    web/clean-decontaminated made from exactly that version."""
+    import json
+
+    from skycurate.samples.web import EN_PARAGRAPHS
+
+    crawl, model = sample
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "test.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in EN_PARAGRAPHS[:4]))
+    result, states = _run(store, _config(crawl, model, benchmarks=[{"name": "parabench", "path": str(bench)}]))
+    refs = result["datasets"]
+    clean, decon = refs["clean"], refs["decontaminated"]
+    assert decon.name == "web/clean-decontaminated" and states.get("decontaminate") == "Completed"
+    assert [p.label for p in catalog.lineage(decon).parents][0] == clean.label        # made from this run's clean
+    matches = catalog.open(refs["contamination"]).to_table()
+    assert matches.num_rows >= 1 and set(matches["benchmark"].to_pylist()) == {"parabench"}
+    m = catalog.manifest(decon)
+    assert m.num_rows <= catalog.manifest(clean).num_rows

@@ -54,10 +54,14 @@ def run_web(
     quality_model: Annotated[Optional[str], typer.Option(help="fastText quality model (skycurate quality train).")] = None,
     url_blocklist: Annotated[Optional[str], typer.Option(help="File of blocked domains/URL parts, one a line.")] = None,
     keyword_blocklist: Annotated[Optional[str], typer.Option(help="File of blocked keywords, one a line.")] = None,
+    benchmark: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=PATH: decontaminate the new web/clean against this benchmark in the same run (repeatable).")
+    ] = None,
 ) -> dict[str, Any]:
     """SkyPile web corpus: extract, language ID, quality and safety filters, boilerplate, dedup, classifier."""
     return {"inputs": input or None, "dedup_against": dedup_against, "quality_model.model_path": quality_model,
-            "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist}
+            "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist,
+            "benchmarks": _benchmark_overrides(benchmark, None)}
 
 
 BenchmarkOpt = Annotated[Optional[list[str]], typer.Option(

@@ -81,6 +81,10 @@ def _web(cfg: WebConfig, catalog: Catalog) -> None:
     catalog.ensure_writable()
     if cfg.dedup_against:
         catalog.resolve(cfg.dedup_against)
+    from skycurate.connectors.benchmarks import load_benchmark
+
+    for spec in cfg.benchmarks:
+        load_benchmark(spec, cfg.decontaminate.splits)
 
 
 @preflight.register

@@ -195,5 +195,16 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
                              filtered=filtered, deduped=deduped, scored=scored, previous_index=previous_index,
                              rejected_preview_chars=cfg.rejected_preview_chars)
     funnel = attach_run_report("web", catalog, final["clean"], chart="_funnel.png")
+    if cfg.benchmarks:   # chained: each new web/clean version is decontaminated in the run that made it
+        from skycurate.connectors.benchmarks import pin_benchmarks
+        from skycurate.flows.decontaminate import decontaminate
+
+        clean = final["clean"]
+        chained = run_dataset_task(decontaminate, **common, corpus=clean, benchmarks=cfg.benchmarks,
+                                   files=pin_benchmarks(cfg.benchmarks), cfg=cfg.decontaminate,
+                                   output=f"{clean.name}-decontaminated")
+        final = {**final, "decontaminated": chained["clean"], "contamination": chained["contamination"],
+                 "decontaminate_rejected": chained["rejected"]}
+        attach_run_report("web-decontaminate", catalog, chained["clean"], chart="_funnel.png")
     return {"datasets": final, "funnel": funnel,
             "rule_ablation": catalog.manifest(final["clean"]).stats.get("rule_ablation")}

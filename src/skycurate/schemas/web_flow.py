@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from skycurate.schemas.config import FlowConfig
+from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
 from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
 from skycurate.schemas.web_annotate import LidConfig, QualityModelConfig, SafetyConfig
 from skycurate.schemas.web_dedup import MinHashConfig
@@ -19,6 +20,10 @@ class WebConfig(FlowConfig):
     dedup_against: str | None = Field(
         default=None, description="an earlier web/clean version (e.g. web/clean@v0003) whose pages must not come back")
     rejected_preview_chars: int = Field(default=500, ge=0, description="text kept per rejected record, for audits")
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=list, description="decontaminate every new web/clean version against these in the same run "
+                                          "(web/clean-decontaminated); empty = no decontamination")
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     reader: ReaderConfig = Field(default_factory=ReaderConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     lid: LidConfig = Field(default_factory=LidConfig)
