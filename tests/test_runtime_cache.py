@@ -80,3 +80,23 @@ def test_dataset_task_derives_the_code_version_of_a_new_task():
     assert made.name == "test-hash-rows"
     assert _runtime._CODE_MODULES["test-hash-rows"] == {__name__, HASHING}
     assert made.cache_policy.code == code_version([__name__, HASHING])
+
+
+def test_docker_and_gpu_slots_are_prefect_global_concurrency_limits(prefect_harness):
+    """The flows hold slots of ``skycurate-docker`` / ``skycurate-gpu`` on the Prefect server while
+    they validate or generate; with no such limit configured they do not wait."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from skycurate.flows._runtime import slots
+
+    name = f"skycurate-test-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=4))
+        with slots(name, 3):
+            assert client.read_global_concurrency_limit_by_name(name).active_slots == 3
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
+    with slots(f"{name}-not-configured", 2):   # no limit on the server: runs at once
+        pass

@@ -10,6 +10,7 @@ whose datasets are gone is recomputed rather than trusted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -110,6 +111,21 @@ def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, 
                     dataset_task_obj.name)
         result = dataset_task_obj.with_options(cache_policy=policy, refresh_cache=True)(store=store, **inputs)
     return result
+
+
+DOCKER_SLOTS, GPU_SLOTS = "skycurate-docker", "skycurate-gpu"
+
+
+@contextlib.contextmanager
+def slots(limit: str, occupy: int = 1) -> Iterator[None]:
+    """Hold ``occupy`` slots of the Prefect global concurrency limit ``limit`` while the block runs:
+    Docker validation workers (``DOCKER_SLOTS``) and teacher engines (``GPU_SLOTS``) shared by
+    every flow run reporting to one Prefect server (``prefect gcl create skycurate-docker --limit 8``).
+    No such limit on the server: the block runs at once. A limit smaller than ``occupy`` never admits it."""
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(limit, occupy=occupy, strict=False):
+        yield
 
 
 def current_producer(stage_config: BaseModel | None = None) -> Producer:

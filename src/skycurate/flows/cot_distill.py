@@ -34,11 +34,13 @@ from skycurate.catalog.pins import pin_model_folder
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import (
+    GPU_SLOTS,
     attach_run_report,
     current_producer,
     dataset_task,
     funnel_stats,
     run_dataset_task,
+    slots,
 )
 from skycurate.schemas import cot as S
 from skycurate.schemas.config import SparkConfig
@@ -125,7 +127,8 @@ def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.
     catalog, producer = Catalog(store), current_producer()
     table = catalog.open(prompts).to_table().sort_by("id")
     work = catalog.work_dir(S.NAMESPACE, work_key(engine_identity, template, teacher, gen))
-    run = generate_samples(table, template, teacher, gen, work)
+    with slots(GPU_SLOTS):   # one teacher engine per slot across the server's flow runs
+        run = generate_samples(table, template, teacher, gen, work)
     step = FunnelStep(stage=S.TEMPLATE, rows_in=table.num_rows, rows_out=run.prompts_sent,
                       rejected=run.too_long.num_rows)
     answered = len(set(run.samples["prompt_id"].to_pylist()))

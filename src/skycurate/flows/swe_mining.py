@@ -21,7 +21,14 @@ from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import FilePin, RepoPin, pin_file
 from skycurate.connectors.git_repos import pin_repos
 from skycurate.flows._preflight import open_flow
-from skycurate.flows._runtime import attach_run_report, current_producer, dataset_task, run_dataset_task
+from skycurate.flows._runtime import (
+    DOCKER_SLOTS,
+    attach_run_report,
+    current_producer,
+    dataset_task,
+    run_dataset_task,
+    slots,
+)
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.swe import INSTANCE_SCHEMA, REJECTED_SCHEMA, MiningConfig, ValidationConfig
 from skycurate.schemas.swe_flow import SweConfig
@@ -71,7 +78,8 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
         what = "VALID" if out["kind"] == "instance" else f"rejected ({row['stage']}: {row['reason']})"
         log.info("[%d/%d] %s %s in %.0fs", n, total, row["instance_id"], what, out.get("seconds", 0))
 
-    outcomes = validate_all(rows, cfg, work, python, progress)
+    with slots(DOCKER_SLOTS, cfg.workers * max(1, len(cfg.docker_hosts))):
+        outcomes = validate_all(rows, cfg, work, python, progress)
     instances = [o["row"] for o in outcomes if o["kind"] == "instance"]
     for r in instances:
         r["created_at"] = _ts(r.get("created_at"))

@@ -19,7 +19,15 @@ from prefect import flow
 from skycurate.catalog import Catalog, DatasetRef
 from skycurate.catalog.pins import FilePin, ModelFolderPin, pin_file, pin_model_folder
 from skycurate.flows._preflight import open_flow
-from skycurate.flows._runtime import attach_run_report, current_producer, dataset_task, funnel_stats, run_dataset_task
+from skycurate.flows._runtime import (
+    DOCKER_SLOTS,
+    attach_run_report,
+    current_producer,
+    dataset_task,
+    funnel_stats,
+    run_dataset_task,
+    slots,
+)
 from skycurate.schemas.swe import PATCH_RESULT_SCHEMA, TRAJECTORY_REJECTED_SCHEMA, TRAJECTORY_SCHEMA, ValidationConfig
 from skycurate.schemas.swe_flow import PatchValidationConfig
 from skycurate.stages.accounting import FunnelStep
@@ -45,7 +53,8 @@ def validate_patches(store: str, instances: DatasetRef, patches: FilePin | None,
 
     key = "-".join([patches.sha256[:12] if patches else "none", *(t.sha256[:8] for t in trajectories)])
     work = catalog.work_dir(NAMESPACE, f"patches-{key[:48]}")
-    rows = check_patches(cands + traj_patches, by_id, instances.label, cfg, work, progress)
+    with slots(DOCKER_SLOTS, cfg.workers):
+        rows = check_patches(cands + traj_patches, by_id, instances.label, cfg, work, progress)
     resolved = sum(r["resolved"] for r in rows)
     parents = [instances, *([patches.parent("patches")] if patches else []),
                *(t.parent(f"trajectories:{i}") for i, t in enumerate(trajectories))]
