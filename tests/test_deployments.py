@@ -37,3 +37,13 @@ def test_every_run_command_has_a_deployment_and_schedules_ship_inactive():
     flows = {target.split(":")[1] for _, target in RUN_COMMANDS.values()}
     assert flows <= entrypoints, flows - entrypoints
     assert all(not s["active"] for d in spec["deployments"] for s in d.get("schedules", []))
+
+
+def test_every_schedule_parses_as_prefect_reads_it():
+    from prefect.client.schemas.schedules import CronSchedule
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    crons = [s for d in spec["deployments"] for s in d.get("schedules", [])]
+    assert len(crons) == 3
+    for s in crons:
+        CronSchedule(cron=s["cron"], timezone=s["timezone"])       # raises on a cron string that does not parse

@@ -126,6 +126,7 @@ def test_a_lost_row_fails_the_check_and_publishes_neither_clean_nor_rejected(sto
     monkeypatch.setattr(hello_stage, "clean", lossy)
     state = hello_flow(store=store, return_state=True)
     assert state.is_failed() and "AccountingError" in state.message and "1 kept" in state.message
+    assert "stage clean: " in state.message                  # the failed run's message names the stage
     published = set(Catalog(store).names())
     assert {"hello/raw", "hello/quarantine"} <= published
     assert not published & {"hello/clean", "hello/rejected"}

@@ -28,6 +28,7 @@ import skycurate
 from skycurate.catalog import Catalog, DatasetRef, Producer
 from skycurate.flows._code import code_version, task_code_modules
 from skycurate.schemas.config import SparkConfig
+from skycurate.errors import SkycurateError
 from skycurate.stages.accounting import FunnelStep
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,13 @@ def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, 
     policy = dataset_task_obj.cache_policy
     policy = policy.configure(key_storage=str(catalog.cache_dir("prefect")))
     configured = dataset_task_obj.with_options(cache_policy=policy, refresh_cache=True if force else None)
-    result = configured(store=store, **inputs)
+    try:
+        result = configured(store=store, **inputs)
+    except SkycurateError as e:   # the failed run's state message names the stage that failed
+        stage = dataset_task_obj.name
+        if e.args and isinstance(e.args[0], str) and not e.args[0].startswith(f"stage {stage}: "):
+            e.args = (f"stage {stage}: {e.args[0]}", *e.args[1:])
+        raise
     if not force and not all(catalog.exists(ref) for ref in iter_refs(result)):
         log.warning("%s: cached result names dataset versions that are gone; recomputing",
                     dataset_task_obj.name)
