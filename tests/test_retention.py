@@ -129,6 +129,14 @@ def test_rebuild_reruns_the_recorded_config_and_refuses_when_inputs_are_gone(tmp
     assert m.producer.config["length_filter"]["min_words"] == 5
     assert m.producer.config["ingest"]["sources"] == [str(src)]  # the recorded inputs, not the defaults
 
+    staged = run(app, ["rebuild", "hello/clean@v0002", "--from-stage", "clean", "--store", store, "--json"],
+                 catch_exceptions=False)
+    assert staged.exit_code == 0, staged.output
+    assert c.versions("hello/raw") == ["v0001", "v0002"]        # ingest came from its cache: no new raw version
+    assert c.manifest("hello/clean@v0003").producer.config["rebuild_of"] == "hello/clean@v0002"
+    bad = run(app, ["rebuild", "hello/clean@v0002", "--from-stage", "dedup", "--store", store])
+    assert bad.exit_code != 0 and "the hello flow's stages are ingest, clean" in bad.output
+
     src.write_text(src.read_text() + json.dumps({"id": "x", "text": "a new line"}) + "\n")
     changed = run(app, ["rebuild", "hello/clean@v0001", "--store", store])
     assert changed.exit_code != 0 and "Traceback" not in changed.output

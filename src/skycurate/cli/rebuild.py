@@ -60,9 +60,15 @@ def rebuild_command(ref: RefArg,
                     set_: Annotated[Optional[list[str]], typer.Option(
                         "--set", help="key=value over the recorded config (dotted keys, YAML values); repeatable.")
                     ] = None,
+                    from_stage: Annotated[Optional[str], typer.Option(
+                        help="Recompute from this stage (a dataset task of the flow) on; earlier ones use their "
+                             "cache. Default: every stage.")] = None,
                     store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run the flow that made a version again, with its recorded config and inputs (plus --set changes)."""
+    import importlib
+
     from skycurate.cli.run import RUN_COMMANDS, RUN_EXTRAS, _load, run_config
+    from skycurate.flows._runtime import FORCE_FROM, dataset_task_names
     from skycurate.schemas.config import _set_dotted, validate_config
 
     with _errors(debug):
@@ -82,5 +88,14 @@ def rebuild_command(ref: RefArg,
         data["rebuild_of"] = target.label
         model, flow = RUN_COMMANDS[flow_name]
         cfg = validate_config(_load(model), data, f"{target.label} (recorded config)")
-        run_config(flow_name, cfg, flow, store=catalog.url, force=True, as_json=as_json, debug=debug,
-                   **RUN_EXTRAS[flow_name])
+        if from_stage is not None:
+            stages = dataset_task_names(importlib.import_module(flow.partition(":")[0]))
+            if from_stage not in stages:
+                raise SkycurateError(f"--from-stage {from_stage!r}: the {flow_name} flow's stages are "
+                                     f"{', '.join(stages)}")
+        token = FORCE_FROM.set(from_stage)
+        try:
+            run_config(flow_name, cfg, flow, store=catalog.url, force=from_stage is None, as_json=as_json,
+                       debug=debug, **RUN_EXTRAS[flow_name])
+        finally:
+            FORCE_FROM.reset(token)

@@ -11,6 +11,7 @@ whose datasets are gone is recomputed rather than trusted.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -83,8 +84,10 @@ def dataset_task(*, code: Iterable[str] = (), name: str | None = None, **task_op
         task_name = name or fn.__name__
         _CODE_VERSIONS[task_name] = version
         _CODE_MODULES[task_name] = modules
-        return task(name=task_name, cache_policy=DatasetCachePolicy(code=version), persist_result=True,
+        made = task(name=task_name, cache_policy=DatasetCachePolicy(code=version), persist_result=True,
                     **task_options)(fn)
+        made._skycurate_dataset_task = True
+        return made
 
     return wrap
 
@@ -100,8 +103,22 @@ def iter_refs(result: Any) -> Iterator[DatasetRef]:
             yield from iter_refs(v)
 
 
+#: ``skycurate rebuild --from-stage S``: tasks before S use their cache, S and every task after it
+#: in the flow recompute (set around the flow call; the flow body runs its tasks in order).
+FORCE_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("skycurate_force_from", default=None)
+_FORCING: contextvars.ContextVar[bool] = contextvars.ContextVar("skycurate_forcing", default=False)
+
+
+def dataset_task_names(module: Any) -> list[str]:
+    """The dataset tasks a flow module defines (the stages ``--from-stage`` accepts)."""
+    return [v.name for v in vars(module).values() if getattr(v, "_skycurate_dataset_task", False)]
+
+
 def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, **inputs: Any) -> Any:
     """Run a dataset task with the store's cache; ``force`` recomputes and refreshes the cache."""
+    if FORCE_FROM.get() == dataset_task_obj.name:
+        _FORCING.set(True)
+    force = force or _FORCING.get()
     catalog = Catalog(store)
     policy = dataset_task_obj.cache_policy
     policy = policy.configure(key_storage=str(catalog.cache_dir("prefect")))
