@@ -134,6 +134,9 @@ def test_rebuild_reruns_the_recorded_config_and_refuses_when_inputs_are_gone(tmp
     assert staged.exit_code == 0, staged.output
     assert c.versions("hello/raw") == ["v0001", "v0002"]        # ingest came from its cache: no new raw version
     assert c.manifest("hello/clean@v0003").producer.config["rebuild_of"] == "hello/clean@v0002"
+    from skycurate.flows._runtime import _FORCING
+
+    assert _FORCING.get() is False                               # later runs in this process use their caches
     bad = run(app, ["rebuild", "hello/clean@v0002", "--from-stage", "dedup", "--store", store])
     assert bad.exit_code != 0 and "the hello flow's stages are ingest, clean" in bad.output
 

@@ -68,7 +68,7 @@ def rebuild_command(ref: RefArg,
     import importlib
 
     from skycurate.cli.run import RUN_COMMANDS, RUN_EXTRAS, _load, run_config
-    from skycurate.flows._runtime import FORCE_FROM, dataset_task_names
+    from skycurate.flows._runtime import dataset_task_names, force_from
     from skycurate.schemas.config import _set_dotted, validate_config
 
     with _errors(debug):
@@ -93,9 +93,6 @@ def rebuild_command(ref: RefArg,
             if from_stage not in stages:
                 raise SkycurateError(f"--from-stage {from_stage!r}: the {flow_name} flow's stages are "
                                      f"{', '.join(stages)}")
-        token = FORCE_FROM.set(from_stage)
-        try:
+        with force_from(from_stage):
             run_config(flow_name, cfg, flow, store=catalog.url, force=from_stage is None, as_json=as_json,
                        debug=debug, **RUN_EXTRAS[flow_name])
-        finally:
-            FORCE_FROM.reset(token)

@@ -109,6 +109,18 @@ FORCE_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("skycura
 _FORCING: contextvars.ContextVar[bool] = contextvars.ContextVar("skycurate_forcing", default=False)
 
 
+@contextlib.contextmanager
+def force_from(stage: str | None) -> Iterator[None]:
+    """Within the block, flows recompute from dataset task ``stage`` on (None: nothing changes);
+    both switches are restored afterwards, so later runs in the process use their caches again."""
+    tokens = FORCE_FROM.set(stage), _FORCING.set(False)
+    try:
+        yield
+    finally:
+        FORCE_FROM.reset(tokens[0])
+        _FORCING.reset(tokens[1])
+
+
 def dataset_task_names(module: Any) -> list[str]:
     """The dataset tasks a flow module defines (the stages ``--from-stage`` accepts)."""
     return [v.name for v in vars(module).values() if getattr(v, "_skycurate_dataset_task", False)]

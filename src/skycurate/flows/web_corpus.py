@@ -197,7 +197,7 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
     funnel = attach_run_report("web", catalog, final["clean"], chart="_funnel.png")
     if cfg.benchmarks:   # chained: each new web/clean version is decontaminated in the run that made it
         from skycurate.connectors.benchmarks import pin_benchmarks
-        from skycurate.flows.decontaminate import decontaminate
+        from skycurate.flows._decontamination import decontaminate
 
         clean = final["clean"]
         chained = run_dataset_task(decontaminate, **common, corpus=clean, benchmarks=cfg.benchmarks,
