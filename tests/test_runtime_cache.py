@@ -69,7 +69,7 @@ def test_flow_tasks_hash_what_they_call_without_a_hand_written_list():
     assert "skycurate.connectors.benchmarks" in _runtime._CODE_MODULES["prepare_prompts"]
     assert _runtime._CODE_MODULES["prepare_prompts"] == task_code_modules(prepare_prompts.fn)
     assert _runtime._CODE_VERSIONS["prepare_prompts"] == code_version(task_code_modules(prepare_prompts.fn))
-    assert {"skycurate.flows.decontaminate", "skycurate.stages.leakage.decontaminate",
+    assert {"skycurate.flows._decontamination", "skycurate.stages.leakage.decontaminate",
             "skycurate.connectors.benchmarks"} <= _runtime._CODE_MODULES[decontaminate.name]
 
 
