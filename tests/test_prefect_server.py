@@ -101,3 +101,40 @@ def test_deploy_without_a_server_is_one_clear_line(monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL")
     res = CliRunner().invoke(app, ["deploy"])
     assert res.exit_code != 0 and "PREFECT_API_URL is not set" in res.output
+
+
+def test_serve_runs_deployments_from_one_process_without_a_worker(server, tmp_path):
+    api, env = server
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("skycurate")), "serve", "--name", "hello-nightly"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deployment = None
+        for _ in range(240):
+            got = requests.get(f"{api}/deployments/name/hello/hello-nightly", timeout=10)
+            if got.ok:
+                deployment = got.json()
+                break
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.5)
+        assert deployment is not None, "skycurate serve did not register hello-nightly"
+        assert [s["active"] for s in deployment["schedules"]] == [False]
+        assert deployment["parameters"]["store"] == env["SKYCURATE_STORE"]          # {{ $SKYCURATE_STORE }} filled
+        run = requests.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10).json()
+        state = {}
+        for _ in range(480):
+            state = requests.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"] or {}
+            if state.get("type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(0.5)
+        assert state.get("type") == "COMPLETED", state
+        m = Catalog(env["SKYCURATE_STORE"]).manifest("hello/clean@latest")
+        assert m.producer.flow_run_id == run["id"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

@@ -94,6 +94,23 @@ def test_a_gc_killed_between_manifest_and_files_is_finished_by_the_next_one(fill
     assert not folder.exists() and all(filled.verify(f"web/raw@{v}").ok for v in filled.versions("web/raw"))
 
 
+def test_work_folders_untouched_for_longer_than_older_than_go_too(filled):
+    old_run = Path(filled.root, "_work", "cot", "abc123")
+    (old_run / "shards").mkdir(parents=True)
+    (old_run / "shards" / "s1.parquet").write_bytes(b"x" * 100)
+    young_run = Path(filled.root, "_work", "swe", "def456")
+    young_run.mkdir(parents=True)
+    (young_run / "results.json").write_text("{}")
+    stamp = time.time() - 40 * 86400
+    for p in [old_run, old_run / "shards", old_run / "shards" / "s1.parquet"]:
+        os.utime(p, (stamp, stamp))
+    assert plan_gc(filled, keep=3).leftovers == []                          # only with --older-than
+    plan = plan_gc(filled, keep=3, older_than=dt.timedelta(days=30))
+    assert [(i.path, i.bytes) for i in plan.leftovers] == [("_work/cot/abc123", 100)]
+    run_gc(filled, plan)
+    assert not old_run.exists() and young_run.exists()
+
+
 def test_tag_and_untag_on_the_command_line(filled):
     run = CliRunner().invoke
     assert "web/clean@prod -> web/clean@v0002" in run(app, ["datasets", "tag", "web/clean@v0002", "prod",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -147,7 +148,7 @@ def plan_gc(catalog: Catalog, keep: int = 3, older_than: dt.timedelta | None = N
         if (name, version) not in stays:
             why = f"not among the newest {keep}, not tagged, no kept version depends on it"
             plan.versions.append(GcItem(f"{name}@{version}", m.num_bytes, why))
-    plan.leftovers = _leftovers(catalog, now)
+    plan.leftovers = _leftovers(catalog, now) + _stale_work(catalog, now, older_than)
     return plan
 
 
@@ -184,6 +185,21 @@ def _leftovers(catalog: Catalog, now: dt.datetime) -> list[GcItem]:
                 if VERSION_RE.match(v) and not fs.exists(posixpath.join(p, "_manifest.json")) and old(p):
                     out.append(GcItem(posixpath.relpath(p, catalog.root), _size(catalog, p),
                                       "version folder without a manifest (a commit or gc that died)"))
+    return out
+
+
+def _stale_work(catalog: Catalog, now: dt.datetime, older_than: dt.timedelta | None) -> list[GcItem]:
+    """Work folders (resume journals, logs: ``_work/<ns>/<run key>``) untouched for ``older_than``:
+    the runs they could resume are that old. Only with ``--older-than``; local stores only."""
+    if older_than is None or not catalog.is_local:
+        return []
+    out = []
+    for ns in _ls(catalog, catalog._path(catalog.WORK_DIR)):
+        for run in _ls(catalog, ns):
+            newest = max((p.stat().st_mtime for p in Path(run).rglob("*")), default=Path(run).stat().st_mtime)
+            if dt.datetime.fromtimestamp(newest, dt.timezone.utc) < now - older_than:
+                out.append(GcItem(posixpath.relpath(run, catalog.root), _size(catalog, run),
+                                  f"work folder of a run untouched for {older_than.days}d"))
     return out
 
 

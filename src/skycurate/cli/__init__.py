@@ -18,6 +18,7 @@ from skycurate.cli.common import stdout
 from skycurate.cli.datasets import datasets_app
 from skycurate.cli.deploy import deploy_command
 from skycurate.cli.rebuild import rebuild_command
+from skycurate.cli.serve import serve_command
 from skycurate.cli.run import RUN_COMMANDS, run_app
 from skycurate.cli.tools import quality_app, sample_app, sandbox_app
 
@@ -32,6 +33,7 @@ app.add_typer(sample_app, name="sample")
 app.add_typer(sandbox_app, name="sandbox")
 app.command("rebuild")(rebuild_command)
 app.command("deploy")(deploy_command)
+app.command("serve")(serve_command)
 
 
 @app.callback()

@@ -28,21 +28,27 @@ def project_root() -> Path:
     raise SkycurateError("no prefect.yaml found: set SKYCURATE_HOME to the skycurate checkout")
 
 
+def require_server() -> str:
+    """``$PREFECT_API_URL``, once the server there answers (one clear line otherwise)."""
+    import requests
+
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        raise SkycurateError("PREFECT_API_URL is not set: point it at your Prefect server, e.g. "
+                             "http://prefect-host:4200/api")
+    try:
+        requests.get(f"{api.rstrip('/')}/health", timeout=10).raise_for_status()
+    except requests.RequestException as e:
+        raise SkycurateError(f"the Prefect server at {api} does not answer: {type(e).__name__}") from None
+    return api
+
+
 def deploy_command(name: Annotated[Optional[list[str]], typer.Option(
                        "--name", help="Deployment to register (repeatable); default: all in prefect.yaml.")] = None,
                    debug: DebugOpt = False) -> None:
     """Register prefect.yaml's deployments with the server at $PREFECT_API_URL (schedules stay inactive)."""
-    import requests
-
     with _errors(debug):
-        api = os.environ.get("PREFECT_API_URL")
-        if not api:
-            raise SkycurateError("PREFECT_API_URL is not set: point it at your Prefect server, e.g. "
-                                 "http://prefect-host:4200/api")
-        try:
-            requests.get(f"{api.rstrip('/')}/health", timeout=10).raise_for_status()
-        except requests.RequestException as e:
-            raise SkycurateError(f"the Prefect server at {api} does not answer: {type(e).__name__}") from None
+        api = require_server()
         args = [str(Path(sys.executable).with_name("prefect")), "--no-prompt", "deploy"]
         args += [x for n in name for x in ("--name", n)] if name else ["--all"]
         done = subprocess.run(args, cwd=project_root(), capture_output=True, text=True)
