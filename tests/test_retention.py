@@ -94,6 +94,16 @@ def test_a_gc_killed_between_manifest_and_files_is_finished_by_the_next_one(fill
     assert not folder.exists() and all(filled.verify(f"web/raw@{v}").ok for v in filled.versions("web/raw"))
 
 
+def test_intermediate_stage_datasets_can_go_although_kept_versions_name_them(filled):
+    # web/raw plays an intermediate stage here: clean v3 names raw v2, which stays without the option
+    assert "web/raw@v0002" in plan_gc(filled, keep=1).kept
+    plan = plan_gc(filled, keep=1, intermediates=("web/raw",))
+    assert [i.path for i in plan.versions] == ["web/clean@v0001", "web/clean@v0002", "web/raw@v0001",
+                                               "web/raw@v0002", "web/raw@v0003"]
+    run_gc(filled, plan)
+    assert filled.versions("web/raw") == ["v0004"] and filled.verify("web/clean@v0003").ok
+
+
 def test_work_folders_untouched_for_longer_than_older_than_go_too(filled):
     old_run = Path(filled.root, "_work", "cot", "abc123")
     (old_run / "shards").mkdir(parents=True)

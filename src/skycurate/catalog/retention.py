@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from skycurate.catalog.store import Catalog
 
 TAGS_DIR = "_tags"
+#: Stage datasets a flow keeps only so a later run can resume from them (``gc --intermediates``
+#: deletes all but their newest version even when a kept final version names them as parents).
+INTERMEDIATE_DATASETS = ("web/extracted", "web/filtered", "web/deduped", "web/scored")
 LEFTOVER_AGE = dt.timedelta(days=1)
 
 
@@ -114,8 +117,9 @@ def _size(catalog: Catalog, path: str) -> int:
 
 
 def plan_gc(catalog: Catalog, keep: int = 3, older_than: dt.timedelta | None = None,
-            now: dt.datetime | None = None) -> GcPlan:
-    """What a gc with these settings deletes (see the module docstring); deletes nothing."""
+            now: dt.datetime | None = None, intermediates: tuple[str, ...] = ()) -> GcPlan:
+    """What a gc with these settings deletes (see the module docstring); deletes nothing.
+    ``intermediates``: datasets of which only the newest (and tagged) versions stay, parents or not."""
     if keep < 1:
         raise SkycurateError("--keep must be at least 1: the newest version of a dataset is never deleted")
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -135,12 +139,18 @@ def plan_gc(catalog: Catalog, keep: int = 3, older_than: dt.timedelta | None = N
                 stays[(name, version)] = f"tagged {tagged[version]}"
             elif older_than is not None and _age(manifests[(name, version)].created_at, now) < older_than:
                 stays[(name, version)] = f"younger than {older_than}"
+    for name in intermediates:   # only the newest and tagged versions of a stage dataset
+        versions = catalog.versions(name) if name in {n for n, _ in manifests} else []
+        tagged = {v for v in tags(catalog, name).values()}
+        for version in versions[:-1]:
+            if version not in tagged:
+                stays.pop((name, version), None)
     todo = list(stays)
     while todo:   # parents of what stays stay, across datasets
         key = todo.pop()
         for p in manifests[key].parents:
             pkey = (p.name, p.version)
-            if p.version and pkey in manifests and pkey not in stays:
+            if p.version and pkey in manifests and pkey not in stays and p.name not in intermediates:
                 stays[pkey] = f"parent of {key[0]}@{key[1]}"
                 todo.append(pkey)
     plan.kept = {f"{n}@{v}": why for (n, v), why in sorted(stays.items())}

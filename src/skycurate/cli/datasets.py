@@ -200,14 +200,19 @@ def datasets_gc(keep: Annotated[int, typer.Option(min=1, help="Newest versions o
                 older_than: Annotated[Optional[str], typer.Option(
                     help="Only delete versions older than this (30d, 12h, 2w).")] = None,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go, delete nothing.")] = False,
+                intermediates: Annotated[bool, typer.Option(
+                    "--intermediates", help="Also drop all but the newest version of the web stage datasets "
+                                            "(web/extracted, filtered, deduped, scored), even as parents of kept "
+                                            "versions.")] = False,
                 store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Delete old versions nobody needs: never a tagged one, one of the newest --keep, or a parent of a
     version that stays; also leftovers of dead runs (staging, scratch)."""
-    from skycurate.catalog.retention import parse_age, plan_gc, run_gc
+    from skycurate.catalog.retention import INTERMEDIATE_DATASETS, parse_age, plan_gc, run_gc
 
     with _errors(debug):
         catalog = _catalog(store)
-        plan = plan_gc(catalog, keep=keep, older_than=parse_age(older_than) if older_than else None)
+        plan = plan_gc(catalog, keep=keep, older_than=parse_age(older_than) if older_than else None,
+                       intermediates=INTERMEDIATE_DATASETS if intermediates else ())
         freed = 0 if dry_run else run_gc(catalog, plan)
         if as_json:
             _print_json({"dry_run": dry_run, "bytes": plan.bytes, "freed": freed,
