@@ -83,7 +83,7 @@ def test_a_deployment_runs_on_a_worker_and_reports_to_the_server(server):
     assert state["type"] == "COMPLETED", state
     artifacts = requests.post(f"{api}/artifacts/filter", timeout=10,
                               json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
-    assert {a["type"] for a in artifacts} >= {"table"}                         # the funnel table
+    assert {a["type"] for a in artifacts} >= {"table", "markdown"}             # the funnel table and chart
     assert run["id"] in _cli(env, "flow-run", "ls")                            # `prefect flow-run ls` shows it
     store = Catalog(env["SKYCURATE_STORE"])
     m = store.manifest("hello/clean@latest")

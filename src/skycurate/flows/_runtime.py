@@ -221,4 +221,8 @@ def attach_run_report(flow_name: str, catalog: Catalog, ref: DatasetRef, chart: 
         attach_funnel_artifact(flow_name, funnel)
     if chart:
         attach_chart_artifact(flow_name, catalog.attachment(ref, chart))
+    elif funnel:   # a flow without a chart of its own still gets its funnel drawn
+        from skycurate.reporting import funnel_chart_png
+
+        attach_chart_artifact(flow_name, funnel_chart_png(funnel, f"{flow_name} funnel"))
     return funnel
