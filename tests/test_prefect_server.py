@@ -120,7 +120,14 @@ def test_serve_runs_deployments_from_one_process_without_a_worker(server, tmp_pa
         assert deployment is not None, "skycurate serve did not register hello-nightly"
         assert [s["active"] for s in deployment["schedules"]] == [False]
         assert deployment["parameters"]["store"] == env["SKYCURATE_STORE"]          # {{ $SKYCURATE_STORE }} filled
-        run = requests.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10).json()
+        run: dict = {}
+        for _ in range(120):   # serve may still be updating the deployment it just registered: retry
+            deployment = requests.get(f"{api}/deployments/name/hello/hello-nightly", timeout=10).json()
+            run = requests.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10).json()
+            if "id" in run:
+                break
+            time.sleep(0.5)
+        assert "id" in run, run
         state = {}
         for _ in range(480):
             state = requests.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"] or {}
