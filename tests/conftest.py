@@ -43,6 +43,47 @@ def store(tmp_path) -> str:
     return str(tmp_path / "store")
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1, reached the way users reach
+    theirs: endpoint and credentials in the standard AWS environment variables."""
+    from moto.server import ThreadedMotoServer
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "skycurate-test",
+           "AWS_SECRET_ACCESS_KEY": "skycurate-test", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env["AWS_ENDPOINT_URL"]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server, tmp_path, monkeypatch) -> str:
+    """``s3://<fresh bucket>/store`` on the test server; local work and cache folders under tmp_path."""
+    import uuid
+
+    import boto3
+
+    bucket = f"skycurate-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    monkeypatch.setenv("SKYCURATE_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("SKYCURATE_CACHE_DIR", str(tmp_path / "cache"))
+    return f"s3://{bucket}/store"
+
+
 @pytest.fixture
 def python() -> str:
     return sys.executable

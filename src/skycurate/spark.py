@@ -165,8 +165,12 @@ def flat_map_batches(df: "DataFrame", fn: Callable[[pa.RecordBatch], Iterator[pa
 def read_dataset(spark: "SparkSession", ref: "str | DatasetRef", store: Any = None) -> "DataFrame":
     """A Spark DataFrame over exactly the files of a published version."""
     from skycurate.catalog import Catalog, DatasetRef
-    from skycurate.catalog.writers import spark_url
+    from skycurate.catalog.writers import spark_local_master, spark_reaches, spark_url
 
     cat = Catalog(ref.store if isinstance(ref, DatasetRef) and store is None else store)
-    paths = [spark_url(cat.fs, p) for p in cat.file_paths(ref)]
+    if spark_reaches(spark, cat.fs):
+        paths = [spark_url(cat.fs, p) for p in cat.file_paths(ref)]
+    else:  # no connector for the store: read verified copies on the driver's disk
+        spark_local_master(spark, cat.fs)
+        paths = ["file://" + p for p in cat.local_files(ref)]
     return spark.read.parquet(*paths)

@@ -10,8 +10,11 @@ Publishing protocol, chosen so that a crash never leaves a visible partial versi
 and two publishers never share a version number:
 
 1. files are written into ``_staging/<token>/`` (invisible to readers);
-2. a version number is *claimed* by creating ``_claims/vNNNN`` exclusively
-   (``O_EXCL`` locally, a conditional put on object stores); a loser takes the next number;
+2. a version number is *claimed*: locally by creating ``_claims/vNNNN`` with ``O_EXCL``; on other
+   stores, which may not honour exclusive creation, by writing ``_claims/vNNNN.<token>`` and then
+   listing: the claim wins only if it is the only one for that number (with read-after-write
+   consistent listing, as S3 and its peers give, two claims cannot both see themselves alone).
+   A loser leaves its claim in place (a gap) and tries the next number;
 3. local stores: the manifest goes into the staging folder, which is renamed to
    ``vNNNN`` in one atomic ``rename``; other fsspec stores: files are moved into
    ``vNNNN/`` and the manifest is written last, so it is the commit point;
@@ -27,8 +30,11 @@ import datetime as dt
 import hashlib
 import os
 import posixpath
+import random
+import time
 import re
 import contextlib
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -45,7 +51,7 @@ from pydantic import BaseModel, Field
 from skycurate.catalog.manifest import MANIFEST_FILE, Attachment, Manifest, Parent, Producer, schema_to_json
 from skycurate.catalog.refs import LATEST, VERSION_RE, DatasetRef, check_name, parse_ref, version_label, version_number
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
-                                       spark_url, write_into)
+                                       spark_reaches, spark_url, write_into)
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
 from skycurate.localfs import write_atomic
 
@@ -206,6 +212,7 @@ class Catalog:
         """Visible versions of ``name``, oldest first."""
         check_name(name)
         base = self._path(name)
+        self._forget_listings(base)
         try:
             manifests = self.fs.glob(posixpath.join(base, "v*", MANIFEST_FILE))
         except FileNotFoundError:
@@ -218,6 +225,7 @@ class Catalog:
     def names(self) -> list[str]:
         """Every dataset name with at least one visible version."""
         self._check_readable()
+        self._forget_listings()
         pattern = posixpath.join(self.root, "*", "*", "v*", MANIFEST_FILE)
         names = set()
         for p in self.fs.glob(pattern):
@@ -377,7 +385,16 @@ class Catalog:
         pass in executor memory; the folder is removed on exit, and it is never a dataset.
         """
         check_name(f"scratch/{purpose}")
-        path = self._path(self.SCRATCH_DIR, f"{purpose}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        folder = f"{purpose}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if not self._spark_reaches_store():  # on the driver's disk, under the work folder
+            local = self.work_dir("scratch", folder)
+            local.mkdir(parents=True)
+            try:
+                yield "file://" + str(local)
+            finally:
+                shutil.rmtree(local, ignore_errors=True)
+            return
+        path = self._path(self.SCRATCH_DIR, folder)
         self._makedirs(path)
         try:
             yield spark_url(self.fs, path)
@@ -385,6 +402,38 @@ class Catalog:
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
             self._remove_if_empty(self._path(self.SCRATCH_DIR))
+
+    def _spark_reaches_store(self) -> bool:
+        if self.is_local:
+            return True
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        return spark is not None and spark_reaches(spark, self.fs)
+
+    def local_files(self, ref: str | DatasetRef) -> list[str]:
+        """Local paths of a version's Parquet files, for readers that cannot reach the store (Spark without
+        an object-store connector): the files themselves for a local store, else copies checked against
+        the manifest's sha256 in the cache folder, named by content so reruns and versions share them."""
+        ref = self.resolve(ref)
+        if self.is_local:
+            return self.file_paths(ref)
+        paths = []
+        for entry in self.manifest(ref).files:
+            dest = self.cache_dir("files", entry.sha256[:2]) / f"{entry.sha256}.parquet"
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+                try:
+                    self.fs.get_file(self._path(ref.name, ref.version, entry.path), str(tmp))
+                    if hash_file(LocalFileSystem(), str(tmp))[0] != entry.sha256:
+                        raise StoreError(f"{ref.label}/{entry.path} differs from its manifest's sha256 "
+                                         f"(run `skycurate datasets verify {ref.label}`)")
+                    os.replace(tmp, dest)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            paths.append(str(dest))
+        return paths
 
     def publish(self, name: str, data: Any, parents: Iterable[Any] = (), producer: Producer | dict | None = None,
                 stats: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None, *, schema: pa.Schema | None = None,
@@ -493,7 +542,8 @@ class Catalog:
     def _discard(self, staged: "_Staged") -> None:
         """Remove a staged version and release its claimed number."""
         self._drop_staging(staged.staging)
-        claim = posixpath.join(staged.base, CLAIMS_DIR, staged.version)
+        claim = self._claim_path(posixpath.join(staged.base, CLAIMS_DIR), staged.version,
+                                 posixpath.basename(staged.staging))
         if self.fs.exists(claim):
             self.fs.rm(claim)
         self._remove_if_empty(posixpath.dirname(claim))
@@ -502,17 +552,45 @@ class Catalog:
     def _claim_version(self, base: str, token: str) -> int:
         claims = posixpath.join(base, CLAIMS_DIR)
         self.fs.makedirs(claims, exist_ok=True)
-        taken = [version_number(posixpath.basename(p)) for p in self.fs.ls(claims, detail=False)
-                 if _VERSION_DIR.match(posixpath.basename(p))]
+        taken = [version_number(n.split(".", 1)[0]) for n in self._claim_names(claims)
+                 if _VERSION_DIR.match(n.split(".", 1)[0])]
         taken += [version_number(v) for v in self.versions(self._name_of(base))]
         number = max(taken, default=0) + 1
-        while True:
-            try:
-                with self.fs.open(posixpath.join(claims, version_label(number)), "xb") as f:
-                    f.write(token.encode())
+        for attempt in range(1000):
+            if self._try_claim(claims, version_label(number), token):
                 return number
+            number += 1
+            if not self.is_local:  # two claims that met will both lose: jitter so the next round differs
+                time.sleep(random.uniform(0, 0.02 * min(attempt + 1, 10)))
+        raise PublishError(f"could not claim a version number under {claims} after 1000 tries")
+
+    def _claim_names(self, claims: str) -> list[str]:
+        self._forget_listings(claims)
+        try:
+            return [posixpath.basename(p) for p in self.fs.ls(claims, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    def _try_claim(self, claims: str, version: str, token: str) -> bool:
+        """Claim ``version`` for the publisher ``token``; False if another publisher has it."""
+        if self.is_local:
+            try:
+                with self.fs.open(posixpath.join(claims, version), "xb") as f:
+                    f.write(token.encode())
+                return True
             except FileExistsError:
-                number += 1
+                return False
+        self.fs.pipe_file(self._claim_path(claims, version, token), token.encode())
+        rivals = [n for n in self._claim_names(claims) if n.split(".", 1)[0] == version and n != f"{version}.{token}"]
+        return not rivals and not self.fs.exists(posixpath.join(posixpath.dirname(claims), version, MANIFEST_FILE))
+
+    def _claim_path(self, claims: str, version: str, token: str) -> str:
+        return posixpath.join(claims, version if self.is_local else f"{version}.{token}")
+
+    def _forget_listings(self, path: str | None = None) -> None:
+        """Drop fsspec's cached listings: another process may have published since we looked."""
+        if not self.is_local:
+            self.fs.invalidate_cache(path)
 
     def _name_of(self, base: str) -> str:
         return posixpath.relpath(base, self.root)
@@ -558,11 +636,15 @@ class Catalog:
                     raise
 
     def _remove_if_empty(self, folder: str) -> None:
+        """Remove a local folder left empty; object stores have no folders to remove.
+
+        Only ``rmdir`` is atomic about emptiness: listing and then deleting recursively (the
+        only way on other fsspec stores) can wipe what a concurrent publisher wrote in between.
+        """
+        if not self.is_local:
+            return
         try:
-            if self.is_local:
-                os.rmdir(folder)  # fails harmlessly if a concurrent publisher is staging there
-            elif not self.fs.ls(folder, detail=False):
-                self.fs.rm(folder, recursive=True)
+            os.rmdir(folder)  # fails harmlessly if a concurrent publisher is staging there
         except OSError:
             pass
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,6 +47,39 @@ def spark_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
             "Spark can reach (s3://, gs://, hdfs://), or pass an Arrow table"
         )
     return f"{scheme}://{path}"
+
+
+def spark_reaches(spark: Any, fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether Spark's Hadoop layer can read and write ``fs`` itself.
+
+    Local stores always; an object store only when the cluster has its connector (``s3a://``
+    needs ``hadoop-aws`` on the classpath, which pyspark does not ship). Otherwise the catalog
+    moves files between the store and the driver's disk for Spark (``spark_local_master``).
+    """
+    if isinstance(fs, LocalFileSystem):
+        return True
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    scheme = _SPARK_SCHEMES.get(protocol)
+    if scheme is None:
+        return False
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:  # Spark Connect: the server has its own classpath; let it try
+        return True
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, spark._jsc.hadoopConfiguration())
+        return True
+    except Exception:  # noqa: BLE001 - py4j raises a generic error for "No FileSystem for scheme"
+        return False
+
+
+def spark_local_master(spark: Any, fs: fsspec.AbstractFileSystem) -> None:
+    """Fail clearly when Spark can reach neither the store nor the driver's disk (a cluster without the connector)."""
+    master = spark.sparkContext.master
+    if not master.startswith("local"):
+        protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+        raise PublishError(
+            f"Spark ({master}) cannot reach {protocol}:// stores: add the connector to the cluster "
+            "(e.g. spark.jars.packages=org.apache.hadoop:hadoop-aws:<its Hadoop version>) or use a local master")
 
 
 def _writer_options() -> dict[str, Any]:
@@ -118,6 +152,8 @@ def write_into(fs, staging: str, data: Any, *, schema: pa.Schema | None = None,
         _write_batches(fs, staging, data, schema or data.schema, max_rows_per_file)
     elif isinstance(data, pads.Dataset):
         _write_batches(fs, staging, data.to_batches(), schema or data.schema, max_rows_per_file)
+    elif is_spark_dataframe(data) and not spark_reaches(data.sparkSession, fs):
+        _write_spark_through_local_disk(fs, staging, data, max_rows_per_file)
     elif is_spark_dataframe(data):
         out = posixpath.join(staging, "_spark")
         (data.write.mode("errorifexists").option("compression", "zstd")
@@ -134,6 +170,19 @@ def write_into(fs, staging: str, data: Any, *, schema: pa.Schema | None = None,
     else:
         raise PublishError(f"cannot publish a {type(data).__name__}: pass an Arrow table, record batches, "
                            "a Spark DataFrame or a writer callable")
+
+
+def _write_spark_through_local_disk(fs, staging: str, df: Any, max_rows_per_file: int) -> None:
+    """Spark writes into a local temporary folder, then the parts are uploaded into ``staging``."""
+    spark_local_master(df.sparkSession, fs)
+    with tempfile.TemporaryDirectory(prefix="skycurate-publish-") as tmp:
+        out = os.path.join(tmp, "out")
+        df.write.option("compression", "zstd").option("maxRecordsPerFile", max_rows_per_file).parquet("file://" + out)
+        found = sorted(n for n in os.listdir(out) if n.endswith(".parquet") and not n.startswith((".", "_")))
+        if not found:
+            raise PublishError("Spark produced no .parquet files")
+        for i, name in enumerate(found):
+            fs.put_file(os.path.join(out, name), posixpath.join(staging, PART_NAME.format(i)))
 
 
 def _adopt_parquet_files(fs, staging: str, out: str) -> None:
