@@ -3,6 +3,7 @@ without conditional writes, against which the version-claim protocol must still 
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,17 @@ def test_gc_on_s3_deletes_old_versions_and_keeps_the_rest_readable(s3_server, s3
     assert cat.versions("t/x") == ["v0003", "v0004"]
     assert all(cat.verify(r).ok for r in refs[2:])
     assert not [k for k in _keys(s3_server, s3_store) if k.startswith(("t/x/v0001/", "t/x/v0002/"))]
+
+    # A dead run's staging (prefixes have no time on S3: judged by their newest object).
+    dead = f"{cat.root}/t/x/_staging/20261201T000000Z-1-deadbeef"
+    cat.fs.pipe_file(f"{dead}/part-00000.parquet", b"partial")
+    assert plan_gc(cat, keep=2).leftovers == []
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
+    plan = plan_gc(cat, keep=2, now=later)
+    assert [(i.path, i.why) for i in plan.leftovers] == [("t/x/_staging/20261201T000000Z-1-deadbeef",
+                                                          "staging of a dead run")]
+    run_gc(cat, plan)
+    assert not cat.fs.exists(f"{dead}/part-00000.parquet") and cat.versions("t/x") == ["v0003", "v0004"]
 
 
 class NoConditionalWritesFileSystem(MemoryFileSystem):

@@ -168,16 +168,25 @@ def _leftovers(catalog: Catalog, now: dt.datetime) -> list[GcItem]:
     cutoff = now - LEFTOVER_AGE
     fs = catalog.fs
 
+    def stamp(info: dict) -> dt.datetime | None:
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if mtime is None:
+            return None
+        t = mtime if isinstance(mtime, dt.datetime) else dt.datetime.fromtimestamp(float(mtime), dt.timezone.utc)
+        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
     def old(path: str) -> bool:
+        """Untouched for a day; on object stores, whose folders have no time, by their newest file."""
         try:
             info = fs.info(path)
         except FileNotFoundError:
             return False
-        mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
-        if mtime is None:
+        if (t := stamp(info)) is not None:
+            return t < cutoff
+        if info.get("type") != "directory":
             return False
-        stamp = mtime if isinstance(mtime, dt.datetime) else dt.datetime.fromtimestamp(float(mtime), dt.timezone.utc)
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)) < cutoff
+        times = [t for f in fs.find(path, detail=True).values() if (t := stamp(f)) is not None]
+        return bool(times) and max(times) < cutoff
 
     scratch = catalog._path(catalog.SCRATCH_DIR)
     for p in _ls(catalog, scratch):
