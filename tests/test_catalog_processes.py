@@ -101,5 +101,6 @@ def test_killed_publisher_leaves_no_visible_version_and_next_publish_succeeds(st
 
     ref = catalog.publish("web/clean", pa.table({"x": [1, 2, 3]}), store=store)
     assert ref.version == "v0001"
+    assert not staging.exists(), "the next publish sweeps the staging of a publisher that died on this host"
     assert catalog.open("web/clean@latest", store=store).count_rows() == 3
     assert catalog.verify(ref).ok

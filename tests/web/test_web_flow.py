@@ -16,16 +16,6 @@ from skycurate.schemas.web_flow import WebConfig
 pytestmark = [pytest.mark.usefixtures("prefect_harness", "spark"), pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from skycurate.stages.web.quality_model import train_quality_model
-
-    crawl = write_sample_crawl(tmp_path_factory.mktemp("sample"))
-    model = crawl.root / "quality.bin"
-    train_quality_model([str(crawl.positives)], [str(crawl.negatives)], str(model))
-    return crawl, model
-
-
 def _config(crawl, model, **extra) -> WebConfig:
     return WebConfig.model_validate({
         "inputs": [str(crawl.inputs)],

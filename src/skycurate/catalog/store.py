@@ -35,6 +35,7 @@ import time
 import re
 import contextlib
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ from skycurate.catalog.manifest import MANIFEST_FILE, Attachment, Manifest, Pare
 from skycurate.catalog.refs import LATEST, VERSION_RE, DatasetRef, check_name, parse_ref, version_label, version_number
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
                                        spark_reaches, spark_url, write_into)
+from skycurate import faults
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
 from skycurate.localfs import write_atomic
 
@@ -385,16 +387,20 @@ class Catalog:
         pass in executor memory; the folder is removed on exit, and it is never a dataset.
         """
         check_name(f"scratch/{purpose}")
-        folder = f"{purpose}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        folder = f"{purpose}-{_owner_suffix()}"
         if not self._spark_reaches_store():  # on the driver's disk, under the work folder
             local = self.work_dir("scratch", folder)
             local.mkdir(parents=True)
+            for other in local.parent.iterdir():
+                if _owner_dead(other.name):
+                    shutil.rmtree(other, ignore_errors=True)
             try:
                 yield "file://" + str(local)
             finally:
                 shutil.rmtree(local, ignore_errors=True)
             return
         path = self._path(self.SCRATCH_DIR, folder)
+        self._sweep_dead_owners(self._path(self.SCRATCH_DIR))
         self._makedirs(path)
         try:
             yield spark_url(self.fs, path)
@@ -451,7 +457,7 @@ class Catalog:
         parent_list = [_coerce_parent(self, p) for p in parents]
         producer = Producer.model_validate(producer) if isinstance(producer, dict) else (producer or Producer())
         base = self._path(name)
-        token = f"{_now_utc():%Y%m%dT%H%M%SZ}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        token = f"{_now_utc():%Y%m%dT%H%M%SZ}-{_owner_suffix()}"
         staging = posixpath.join(base, STAGING_DIR, token)
         try:
             self._makedirs(staging)
@@ -473,7 +479,9 @@ class Catalog:
                                            sha256=hashlib.sha256(payload).hexdigest()))
             num_rows = sum(f.rows for f in files)
             stats_dict = stats(num_rows) if callable(stats) else (stats or {})
+            faults.point(f"publish:{name}:written")
             number = self._claim_version(base, token)
+            faults.point(f"publish:{name}:claimed")
             version = version_label(number)
             manifest = Manifest(
                 name=name, version=version, created_at=_now_utc().isoformat(timespec="microseconds"),
@@ -649,14 +657,10 @@ class Catalog:
             pass
 
     def _sweep_staging(self, base: str) -> None:
-        """Remove staging folders left by publishers that crashed more than a day ago."""
-        folder = posixpath.join(base, STAGING_DIR)
-        try:
-            entries = self.fs.ls(folder, detail=False)
-        except FileNotFoundError:
-            return
+        """Remove staging folders of publishers that are gone: dead processes of this host at once,
+        any other after a day (a process elsewhere cannot be asked whether it still runs)."""
         cutoff = _now_utc() - STAGING_MAX_AGE
-        for p in entries:
+        for p in self._sweep_dead_owners(posixpath.join(base, STAGING_DIR)):
             stamp = posixpath.basename(p).split("-", 1)[0]
             try:
                 started = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
@@ -665,12 +669,52 @@ class Catalog:
             if started < cutoff:
                 self.fs.rm(p, recursive=True)
 
+    def _sweep_dead_owners(self, folder: str) -> list[str]:
+        """Remove the entries of ``folder`` whose owning process (``_owner_suffix``) has died; the rest."""
+        try:
+            entries = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        alive = []
+        for p in entries:
+            if _owner_dead(posixpath.basename(p)):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(p, recursive=True)
+            else:
+                alive.append(p)
+        return alive
+
     def latest_pointer(self, name: str) -> str | None:
         """The text of ``_latest`` (for external readers); ``resolve`` lists versions instead."""
         try:
             return self.fs.cat_file(self._path(name, LATEST_FILE)).decode().strip()
         except FileNotFoundError:
             return None
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _owner_suffix() -> str:
+    """``<pid>-<random>-<host>``: names a staging or scratch folder after the process that owns it."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}-{_HOST}"
+
+
+def _owner_dead(name: str) -> bool:
+    """Whether ``name`` (ending in ``_owner_suffix()``) belongs to a process of this host that has exited.
+
+    That is how a rerun after a kill finds the staging and scratch of the run it replaces without
+    waiting a day. A reused pid only delays that to the age rule."""
+    parts = name.rsplit("-", 3)
+    if len(parts) != 4 or parts[3] != _HOST or not parts[1].isdigit() or int(parts[1]) == os.getpid():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> Manifest:

@@ -26,6 +26,7 @@ from prefect.cache_policies import CachePolicy
 from pydantic import BaseModel
 
 import skycurate
+from skycurate import faults
 from skycurate.catalog import Catalog, DatasetRef, Producer
 from skycurate.flows._code import code_version, task_code_modules
 from skycurate.schemas.config import SparkConfig
@@ -135,6 +136,7 @@ def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, 
     policy = dataset_task_obj.cache_policy
     policy = policy.configure(key_storage=str(catalog.cache_dir("prefect")))
     configured = dataset_task_obj.with_options(cache_policy=policy, refresh_cache=True if force else None)
+    faults.point(f"task:{dataset_task_obj.name}")
     try:
         result = configured(store=store, **inputs)
     except SkycurateError as e:   # the failed run's state message names the stage that failed

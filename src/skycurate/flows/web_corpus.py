@@ -51,8 +51,9 @@ def extract(store: str, inputs: list[CrawlFilePin], reader: ReaderConfig, cfg: E
     with catalog.scratch("extract") as scratch:
         docs, quarantine = pipeline.read_and_extract(session, [i.model_dump() for i in inputs], reader, cfg,
                                                      scratch)
-        return {"quarantine": catalog.publish(f"{NAMESPACE}/quarantine", quarantine, parents, producer),
-                "extracted": catalog.publish(f"{NAMESPACE}/extracted", docs, parents, producer)}
+        with catalog.all_or_nothing():   # a kill between the two must not leave one to be published again
+            return {"quarantine": catalog.publish(f"{NAMESPACE}/quarantine", quarantine, parents, producer),
+                    "extracted": catalog.publish(f"{NAMESPACE}/extracted", docs, parents, producer)}
 
 
 @dataset_task()
