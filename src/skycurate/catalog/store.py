@@ -27,6 +27,7 @@ only a staging folder (swept after a day) and perhaps a claim, i.e. a gap in num
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import posixpath
@@ -499,7 +500,7 @@ class Catalog:
         except SkycurateError:
             raise
         except Exception as e:
-            raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
+            raise PublishError(_publish_failure(name, self.url, e)) from e
         finally:
             if not deferred and not committed:
                 self._drop_staging(staging)
@@ -537,7 +538,7 @@ class Catalog:
         except SkycurateError:
             raise
         except Exception as e:
-            raise PublishError(f"publishing {name} failed: {type(e).__name__}: {e}") from e
+            raise PublishError(_publish_failure(name, self.url, e)) from e
         finally:
             self._drop_staging(staged.staging)
         self._update_latest(name)
@@ -690,6 +691,12 @@ class Catalog:
             return self.fs.cat_file(self._path(name, LATEST_FILE)).decode().strip()
         except FileNotFoundError:
             return None
+
+
+def _publish_failure(name: str, store: str, e: Exception) -> str:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"publishing {name} failed: the store {store} is out of space; nothing was published ({e})"
+    return f"publishing {name} failed: {type(e).__name__}: {e}"
 
 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
