@@ -9,6 +9,7 @@ tests assert exactly. Samples are checked for reproducibility, not for their val
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -281,3 +282,96 @@ def test_http_unreachable_endpoint_gives_error_rows():
     assert [len(g) for g in out] == [2, 2]
     assert all(g.finish_reason == "error" and g.text == "" and "ConnectError" in g.error for gens in out for g in gens)
     assert out[0][0] is not out[0][1]
+
+
+class _FaultyProxy:
+    """An HTTP proxy in front of the real ``vllm serve`` that fails the first requests of each prompt:
+    ``faults`` is a list of "503", "400" or "hang" (answer after the client's timeout), then it forwards."""
+
+    def __init__(self, upstream: str, faults: list[str], hang_s: float = 1.5):
+        import http.server
+        import json
+
+        import httpx
+
+        self.attempts: dict[str, list[float]] = {}
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                prompt = json.loads(body)["prompt"]
+                seen = proxy.attempts.setdefault(prompt, [])
+                seen.append(time.monotonic())
+                fault = faults[len(seen) - 1] if len(seen) <= len(faults) else None
+                if fault == "hang":
+                    time.sleep(hang_s)
+                if fault in ("503", "400"):
+                    self._reply(int(fault), b'{"error": "injected"}')
+                    return
+                upstream_path = self.path.replace("/v1", "", 1)
+                resp = httpx.post(upstream.rstrip("/") + upstream_path, content=body, timeout=60,
+                                  headers={"Content-Type": "application/json"})
+                self._reply(resp.status_code, resp.content)
+
+            def _reply(self, status, payload):
+                with contextlib.suppress(OSError):   # the client may have timed out and gone
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_engine_errors_and_timeouts_are_retried_with_backoff_then_reported(served):
+    prompts = PROMPTS[:2]
+    direct = OpenAIGenerator(served, "teacher")
+    expected = direct.generate(prompts, GREEDY)
+    direct.close()
+
+    # two 503s and a request that outlives the timeout, then the real answer: same output as direct
+    proxy = _FaultyProxy(served, ["503", "503", "hang"])
+    gen = OpenAIGenerator(proxy.url, "teacher", retries=4, backoff_s=0.2, timeout_s=1.0)
+    try:
+        assert gen.generate(prompts, GREEDY) == expected
+        for prompt in prompts:
+            times = proxy.attempts[prompt]
+            assert len(times) == 4
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 1.0 + 0.8   # 0.2 * 2**k, after the timeout
+    finally:
+        gen.close()
+        proxy.close()
+
+    # failing for good: retries are bounded, then an error row per sample with the last error
+    proxy = _FaultyProxy(served, ["503"] * 10)
+    gen = OpenAIGenerator(proxy.url, "teacher", retries=2, backoff_s=0.01, timeout_s=5)
+    try:
+        out = gen.generate(prompts, SAMPLE)
+        assert all(len(proxy.attempts[p]) == 3 for p in prompts)
+        assert all(g.finish_reason == "error" and g.text == "" and g.error.startswith("HTTP 503")
+                   for gens in out for g in gens) and [len(g) for g in out] == [3, 3]
+    finally:
+        gen.close()
+        proxy.close()
+
+    # a client error is not retried
+    proxy = _FaultyProxy(served, ["400"])
+    gen = OpenAIGenerator(proxy.url, "teacher", retries=4, backoff_s=0.01, timeout_s=5)
+    try:
+        out = gen.generate(prompts[:1], GREEDY)
+        assert len(proxy.attempts[prompts[0]]) == 1 and out[0][0].error.startswith("HTTP 400")
+    finally:
+        gen.close()
+        proxy.close()
