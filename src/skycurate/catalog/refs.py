@@ -8,9 +8,11 @@ from pydantic import BaseModel, ConfigDict
 
 from skycurate.errors import InvalidReference
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$")
-VERSION_RE = re.compile(r"^v(\d{4,})$")
-TAG_RE = re.compile(r"^(?!v\d+$)[a-z][a-z0-9_.-]{0,63}$")   # web/clean@prod (see catalog.retention); not v12
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline, and these names become folder names.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*\Z")
+VERSION_RE = re.compile(r"^v(\d{4,})\Z")
+TAG_RE = re.compile(r"^(?!v\d+\Z)[a-z][a-z0-9_.-]{0,63}\Z")   # web/clean@prod (see catalog.retention); not v12
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LATEST = "latest"
 
 
@@ -38,13 +40,17 @@ def version_number(label: str) -> int:
 def parse_ref(text: str) -> tuple[str, str]:
     """Split ``ns/name@v0003`` / ``ns/name@latest`` / ``ns/name`` into (name, version-or-latest).
 
-    A bare number after ``@`` (``web/clean@3``) is accepted and normalised to ``v0003``.
+    A bare number after ``@`` (``web/clean@3``) is accepted and normalised to ``v0003``. Spaces around
+    the reference are ignored; a control character anywhere (a newline, NUL) is an error.
     """
-    name, sep, version = text.strip().partition("@")
+    if _CONTROL.search(text):
+        raise InvalidReference(f"bad dataset reference {text!r}: control characters (newline, NUL...) "
+                               "are not allowed")
+    name, sep, version = text.strip(" ").partition("@")
     check_name(name)
     if not sep or version in ("", LATEST):
         return name, LATEST
-    if version.isdigit():
+    if version.isascii() and version.isdigit():   # not "²": str.isdigit() takes it, int() does not
         return name, version_label(int(version))
     if TAG_RE.match(version):
         return name, version            # a tag: resolved by the catalog

@@ -139,6 +139,9 @@ def _jsonl_records(path: Path, name: str) -> Iterator[tuple[dict, str]]:
                 except json.JSONDecodeError as e:
                     raise BenchmarkError(f"benchmark {name}: {where} is not valid JSON: {e.msg} "
                                          f"(column {e.colno})") from None
+                except (ValueError, RecursionError) as e:   # an int of > 4300 digits; nesting too deep
+                    reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
+                    raise BenchmarkError(f"benchmark {name}: {where} is not valid JSON: {reason}") from None
                 if not isinstance(rec, dict):
                     raise BenchmarkError(f"benchmark {name}: {where} is a JSON {type(rec).__name__}, "
                                          "not an object")

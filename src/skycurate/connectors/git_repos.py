@@ -29,7 +29,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import git
-from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+from git.exc import (
+    GitCommandError,
+    InvalidGitRepositoryError,
+    NoSuchPathError,
+    UnsafeOptionError,
+    UnsafeProtocolError,
+)
 
 from skycurate.catalog.pins import RepoPin
 from skycurate.errors import SkycurateError
@@ -39,6 +45,14 @@ log = logging.getLogger(__name__)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^(?:[\w.-]+@)?[\w.-]+:(?!//)(?P<path>[^\\]+)$")   # git@github.com:owner/name.git
 _NAME_PART = re.compile(r"[^\w.-]+")
+# Transports git may use for our clones and fetches (``GIT_ALLOW_PROTOCOL``): never ``ext::`` (runs a
+# command) nor ``fd::``; also binds submodules and redirects, which a URL check up front cannot see.
+_ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+_GIT_ENV = {"GIT_ALLOW_PROTOCOL": _ALLOWED_PROTOCOLS, "GIT_TERMINAL_PROMPT": "0"}
+_URL_SCHEMES = frozenset({"file", "git", "http", "https", "ssh", "git+ssh", "ssh+git"})
+# Characters no repository URL needs and a shell or git's option parser would read: whitespace and
+# control characters (newline, NUL), quotes, shell metacharacters and backslashes.
+_URL_BAD_CHARS = re.compile(r"""[\s\x00-\x1f\x7f;|&$`<>'"\\(){}*?!]""")
 # Never let a user's or the system's git config (pagers, external diff drivers, signing) change output.
 _DIFF_FLAGS = ("--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", "--src-prefix=a/",
                "--dst-prefix=b/")
@@ -92,6 +106,60 @@ def is_git_url(spec: str) -> bool:
     if _URL.match(spec):
         return True
     return bool(_SCP.match(spec)) and not os.path.exists(spec)
+
+
+def check_repo_spec(spec: str) -> str:
+    """Reject a repository spec that could make git run a command or read it as an option.
+
+    Checked before any git process runs, because git treats an argument starting with ``-`` as an
+    option (``--upload-pack=touch x``, ``-c core.sshCommand=...``), the ``ext::`` transport (any
+    ``<transport>::<address>``) runs a command, an ssh host or user starting with ``-`` becomes an ssh
+    option, and a newline or NUL splits a value in git's config and protocol lines. Legitimate forms pass:
+    ``https://host/org/repo(.git)``, ``ssh://``, ``git://``, ``file://``, ``git@host:org/repo.git``
+    and local paths (which may hold spaces, never control characters). Raises ``RepoError`` (one line).
+    """
+    if not isinstance(spec, str) or not spec:
+        raise RepoError("repository spec is empty")
+    shown = repr(spec[:200])
+    if re.search(r"[\x00-\x1f\x7f]", spec):
+        raise RepoError(f"repository {shown}: control characters (newline, NUL...) are not allowed")
+    if spec.startswith("-"):
+        raise RepoError(f"repository {shown}: must not start with '-' (git would read it as an option)")
+    if "::" in spec.split("/", 1)[0] or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*::", spec):
+        raise RepoError(f"repository {shown}: git remote-helper transports ('ext::', 'fd::'...) are not allowed")
+    if _URL.match(spec):
+        parsed = urlparse(spec)
+        if parsed.scheme.lower() not in _URL_SCHEMES:
+            raise RepoError(f"repository {shown}: unsupported URL scheme {parsed.scheme!r} "
+                            f"(use one of {', '.join(sorted(_URL_SCHEMES))})")
+        if _URL_BAD_CHARS.search(unquote(spec)):
+            raise RepoError(f"repository {shown}: whitespace, quotes and shell metacharacters are not "
+                            "allowed in a repository URL")
+        netloc = unquote(parsed.netloc)
+        if netloc.startswith("-") or netloc.rpartition("@")[2].startswith("-"):
+            raise RepoError(f"repository {shown}: a host or user starting with '-' is not allowed")
+    elif _SCP.match(spec) and not os.path.exists(spec):
+        if _URL_BAD_CHARS.search(spec):
+            raise RepoError(f"repository {shown}: whitespace, quotes and shell metacharacters are not "
+                            "allowed in a repository URL")
+        if spec.rpartition(":")[0].rpartition("@")[2].startswith("-"):
+            raise RepoError(f"repository {shown}: a host starting with '-' is not allowed")
+    return spec
+
+
+def check_rev(rev: str) -> str:
+    """A revision (sha, branch, tag, ``a..b``) safe to put on a git command line.
+
+    A revision read from an export or a config (a PR's merge sha, a branch name) that starts with
+    ``-`` would be an option to git (``--output=/some/file`` makes ``git log`` write a file); a
+    newline, NUL or other control character is never part of a ref name. Raises ``RepoError``.
+    """
+    if not isinstance(rev, str) or not rev.strip():
+        raise RepoError(f"bad revision {rev!r}: empty or not a string")
+    if rev.startswith("-") or re.search(r"[\x00-\x20\x7f]", rev):
+        raise RepoError(f"bad revision {rev[:200]!r}: must not start with '-' or hold spaces or control "
+                        "characters")
+    return rev
 
 
 def _clean(part: str) -> str:
@@ -170,7 +238,8 @@ def _one_line(exc: Exception) -> str:
 def _bare_fetch(path: Path) -> None:
     repo = git.Repo(path)
     try:
-        repo.git.fetch("--prune", "--tags", "--force", "origin", "+refs/heads/*:refs/heads/*")
+        with repo.git.custom_environment(**_GIT_ENV):
+            repo.git.fetch("--prune", "--tags", "--force", "origin", "+refs/heads/*:refs/heads/*")
     finally:
         repo.close()
 
@@ -178,8 +247,11 @@ def _bare_fetch(path: Path) -> None:
 def resolve_repo(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *,
                  name: str | None = None, fetch: bool = True) -> RepoHandle:
     """A local repository as it is, or a git URL as a bare clone in ``cache_dir`` (cloned once,
-    then fetched). ``name`` overrides the inferred ``owner/name``."""
-    spec = os.fspath(spec)
+    then fetched). ``name`` overrides the inferred ``owner/name``.
+
+    A spec that could make git run a command or take it as an option is refused before any git
+    process runs (``check_repo_spec``)."""
+    spec = check_repo_spec(os.fspath(spec))
     if not is_git_url(spec):
         path = Path(spec).expanduser()
         if not path.exists():
@@ -210,14 +282,14 @@ def resolve_repo(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        repo = git.Repo.clone_from(url, tmp, bare=True)
+        repo = git.Repo.clone_from(url, tmp, bare=True, env=_GIT_ENV)   # clone_from passes "--" before url
         try:
             # A bare clone sets no fetch refspec; later runs fetch branches and tags, never refs/pull/*.
             with repo.config_writer() as cw:
                 cw.set_value('remote "origin"', "fetch", "+refs/heads/*:refs/heads/*")
         finally:
             repo.close()
-    except GitCommandError as exc:
+    except (GitCommandError, UnsafeOptionError, UnsafeProtocolError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RepoError(f"cannot clone {url}: {_one_line(exc)}") from None
     try:
@@ -270,7 +342,11 @@ class GitRepo:
             return None
 
     def resolve(self, rev: str) -> str | None:
-        """Full sha of ``rev``, None if it is not a commit here."""
+        """Full sha of ``rev``, None if it is not a commit here (or not a safe revision, see ``check_rev``)."""
+        try:
+            check_rev(rev)
+        except RepoError:
+            return None
         try:
             return self.repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
         except GitCommandError:
@@ -320,18 +396,19 @@ class GitRepo:
         newest first, the merge itself left out."""
         if not merge.is_merge:
             return []
+        revs = [check_rev(p) for p in merge.parents]
         out = self.repo.git.log("-z", "--format=%H%x1f%P%x1f%at%x1f%ct%x1f%B", f"--max-count={max_count}",
-                                *merge.parents[1:], f"^{merge.parents[0]}", "--", stdout_as_string=False)
+                                *revs[1:], f"^{revs[0]}", "--", stdout_as_string=False)
         return [self._parse_log_record(rec) for rec in out.split(b"\x00") if rec.strip()]
 
     def commit_info(self, rev: str) -> CommitInfo:
-        out = self.repo.git.log("-1", "--format=%H%x1f%P%x1f%at%x1f%ct%x1f%B", rev, "--",
+        out = self.repo.git.log("-1", "--format=%H%x1f%P%x1f%at%x1f%ct%x1f%B", check_rev(rev), "--",
                                 stdout_as_string=False)
         return self._parse_log_record(out)
 
     def commit_date(self, rev: str) -> datetime:
         """Author date of ``rev`` in UTC."""
-        return _utc(self.repo.git.log("-1", "--format=%at", rev, "--"))
+        return _utc(self.repo.git.log("-1", "--format=%at", check_rev(rev), "--"))
 
     def first_parent(self, rev: str) -> str | None:
         parents = self.commit_info(rev).parents
@@ -339,13 +416,13 @@ class GitRepo:
 
     def authored_dates(self, rev_range: str) -> list[datetime]:
         """Author dates of the commits in ``rev_range`` (``a..b``)."""
-        out = self.repo.git.log("--format=%at", rev_range, "--")
+        out = self.repo.git.log("--format=%at", check_rev(rev_range), "--")
         return [_utc(x) for x in out.split()]
 
     def last_tag(self, rev: str) -> str | None:
         """The nearest tag reachable from ``rev`` (``git describe --tags --abbrev=0``)."""
         try:
-            return self.repo.git.describe("--tags", "--abbrev=0", rev) or None
+            return self.repo.git.describe("--tags", "--abbrev=0", check_rev(rev)) or None
         except GitCommandError:
             return None
 
@@ -353,7 +430,8 @@ class GitRepo:
 
     def changed_files(self, base: str, rev: str) -> list[FileChange]:
         """Files that differ between ``base`` and ``rev``, in git's order, binary files flagged."""
-        out = self.repo.git.diff("--numstat", "-z", *_DIFF_FLAGS, base, rev, "--", stdout_as_string=False)
+        out = self.repo.git.diff("--numstat", "-z", *_DIFF_FLAGS, check_rev(base), check_rev(rev), "--",
+                                 stdout_as_string=False)
         changes = []
         for rec in out.split(b"\x00"):
             if not rec.strip():
@@ -369,7 +447,7 @@ class GitRepo:
         paths = list(paths)
         if not paths:
             return b""
-        return self.repo.git.diff(*_DIFF_FLAGS, base, rev, "--", *_literal(paths),
+        return self.repo.git.diff(*_DIFF_FLAGS, check_rev(base), check_rev(rev), "--", *_literal(paths),
                                   stdout_as_string=False, strip_newline_in_stdout=False)
 
     def diff(self, base: str, rev: str, paths: Iterable[str]) -> str:
@@ -395,7 +473,7 @@ class GitRepo:
     # ---- files
 
     def list_files(self, rev: str = "HEAD") -> list[str]:
-        out = self.repo.git.ls_tree("-r", "-z", "--name-only", rev, stdout_as_string=False)
+        out = self.repo.git.ls_tree("-r", "-z", "--name-only", check_rev(rev), stdout_as_string=False)
         return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\x00") if p]
 
     def read_bytes(self, rev: str, path: str) -> bytes | None:
@@ -424,12 +502,12 @@ def expand_repo_specs(specs: Iterable[str]) -> list[str]:
     """URLs as they are; a local repository as it is; a glob (``~/src/*``) or a folder that is not
     itself a repository (``~/clones``) -> the repositories directly inside it, sorted. Each
     repository once, in the order first named. A glob or folder holding none raises ``RepoError``
-    (saying so beats mining nothing)."""
+    (saying so beats mining nothing), and so does a hostile spec (``check_repo_spec``)."""
     import glob
 
     out: list[str] = []
     for spec in specs:
-        spec = os.fspath(spec)
+        spec = check_repo_spec(os.fspath(spec))
         if is_git_url(spec):
             found = [spec]
         elif glob.has_magic(spec):

@@ -70,6 +70,11 @@ def read_jsonl(path: Path, source: str, text_field: str = "text") -> JsonlRead:
             except json.JSONDecodeError as e:
                 out.quarantined.append({"source": source, "line": line_no, "error": f"invalid JSON: {e.msg}", "raw": preview})
                 continue
+            except (ValueError, RecursionError) as e:   # an int of > 4300 digits; nesting too deep for Python
+                reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
+                out.quarantined.append({"source": source, "line": line_no, "error": f"invalid JSON: {reason}",
+                                        "raw": preview})
+                continue
             if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
                 out.quarantined.append({"source": source, "line": line_no,
                                         "error": f"no string field {text_field!r}", "raw": preview})
