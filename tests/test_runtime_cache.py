@@ -1,4 +1,4 @@
-"""Dataset task cache keys: the code a task runs is derived from the task function (flows/_code.py)."""
+"""Dataset task cache keys: the code a task runs is derived from the task function (codehash.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from skycurate.catalog import Catalog
 from skycurate.errors import SkycurateError
-from skycurate.flows._code import closure, code_version, task_code_modules
+from skycurate.codehash import closure, code_version, task_code_modules
 from skycurate.stages import accounting
 
 HASHING = "skycurate.stages.hashing"

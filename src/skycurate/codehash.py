@@ -18,7 +18,7 @@ the ``skycurate`` package root (its version is in the cache key already), ``skyc
 atomically), ``skycurate.flows`` (Prefect glue such as ``_runtime``; a flow module counts only
 as a task's own module or as the home of a helper the task calls), ``skycurate.spark`` (how a
 session is reached and batches are handed to a stage: ``SparkConfig`` is left out of the key
-for the same reason), ``skycurate.cli`` and ``skycurate.errors``. Everything else computes
+for the same reason), ``skycurate.cli``, ``skycurate.errors`` and this module. Everything else computes
 (``stages``, ``connectors``, ``schemas``, ``sandbox``, ``samples``, ``reporting``, and any new
 module not named above) and counts.
 
@@ -48,7 +48,7 @@ import skycurate
 
 PACKAGE = "skycurate"
 PLUMBING = ("skycurate.catalog", "skycurate.localfs", "skycurate.flows", "skycurate.spark", "skycurate.cli",
-            "skycurate.errors")
+            "skycurate.errors", "skycurate.codehash")
 FLOWS = "skycurate.flows"
 _ROOT = Path(skycurate.__file__).parent
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
@@ -262,3 +262,11 @@ def code_version(modules: Iterable[str]) -> str:
         h.update(b"\0")
         h.update(path.read_bytes())
     return f"{skycurate.__version__}+{h.hexdigest()[:12]}"
+
+
+@cache
+def module_code_version(module: str) -> str:
+    """``code_version`` of ``module`` and every module in its ``closure``: part of the key of a
+    resume journal (SWE validation outcomes, CoT shards), so that what older code journalled is
+    not reused after an upgrade, as a dataset task's cache is not."""
+    return code_version(closure([module]))

@@ -4,6 +4,7 @@ bug fix, an incomplete fix, a flaky test, a failing install, a hanging test and 
 from __future__ import annotations
 
 import json
+import time
 import sys
 from pathlib import Path
 
@@ -108,17 +109,20 @@ def test_funnel_reconciles_and_nothing_is_left_behind(mined):
     assert Path(store, "swe/instances", m.version, "_funnel.png").exists()
 
 
-def test_rerun_is_cached_and_forced_rerun_reuses_finished_validations(mined):
+def test_rerun_is_cached_and_forced_rerun_validates_again(mined):
     store = mined["store"]
     first = catalog.manifest("swe/instances@latest", store=store)
     again = json.loads(_cli(*mined["args"]).stdout)
     assert again["datasets"]["instances"]["ref"] == f"swe/instances@{first.version}"  # cached: nothing re-ran
     calc = mined["fixtures"]["calc"]
     pre_log = next(Path(first.stats["work"], "logs").glob(f"{calc.instance_id}*")) / "pre.log"
-    mtime = pre_log.stat().st_mtime_ns
+    assert pre_log.exists()
+    started = time.time_ns()
     forced = _cli(*mined["args"], "--force")
     assert forced.exit_code == 0, forced.output
-    assert pre_log.stat().st_mtime_ns == mtime  # the journal made the forced run skip finished instances
+    redone = catalog.manifest("swe/instances@latest", store=store).stats["work"]
+    pre_log = next(Path(redone, "logs").glob(f"{calc.instance_id}*")) / "pre.log"
+    assert pre_log.stat().st_mtime_ns >= started  # --force validates again (journalled outcomes too)
     latest = catalog.open("swe/instances@latest", store=store).to_table().to_pylist()
     assert sorted(r["instance_id"] for r in latest) == sorted(
         r["instance_id"] for r in catalog.open(f"swe/instances@{first.version}", store=store).to_table().to_pylist())
@@ -178,6 +182,22 @@ def test_resolved_agent_trajectories_become_sft_rows_and_every_other_one_has_a_r
     assert m.stats["funnel"][0] == {"stage": "trajectories", "rows_in": 3, "rows_out": 1, "rejected": 1,
                                     "quarantined": 1, "bytes_in": None, "bytes_out": None}
     assert not _leftover_containers()
+
+
+def test_a_mining_failure_fails_the_run_and_publishes_nothing(tmp_path):
+    """Not a ``mine_error`` row in a published dataset: the run exits non-zero with one line naming
+    the repository, and no version of the mining outputs exists."""
+    repo = fixture_repos.build_all(tmp_path / "repos")["calc"]
+    bad = tmp_path / "prs.jsonl"
+    bad.write_text('{"type": "pr", "number": "one"}\n')
+    store = str(tmp_path / "store")
+    result = _cli("run", "swe", "--store", store, "--prs", str(bad), "--repos", str(repo.path))
+    assert result.exit_code != 0
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"mining {repo.name} failed: ExportError: " in last, result.output
+    assert "Py4J" not in result.output and "at org.apache" not in result.output    # no Java stack trace
+    assert not catalog.Catalog(store).exists("swe/candidates@latest")
+    assert not catalog.Catalog(store).exists("swe/mine_rejected@latest")
 
 
 def test_daemon_down_is_one_clear_line(monkeypatch, tmp_path):

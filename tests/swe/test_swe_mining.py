@@ -44,7 +44,13 @@ from skycurate.stages.swe.closing_refs import (
     pr_number_from_message,
     strip_closing_refs,
 )
-from skycurate.stages.swe.mining import fetch_github_metadata, mine_on_spark, mine_repo
+from skycurate.stages.swe.mining import (
+    MiningError,
+    fetch_github_metadata,
+    mine_on_spark,
+    mine_repo,
+    mine_spec,
+)
 from skycurate.stages.swe.patch_split import is_test_path, pytest_targets
 from skycurate.stages.swe.repo_info import check_repo, detect_license, main_language
 
@@ -726,6 +732,52 @@ def test_mine_on_spark_one_task_per_repo(spark, fixtures, tmp_path):
     rej = sorted((r["repo"], r["stage"], r["reason"]) for r in rejected.collect())
     assert rej == [("acme/gpl", "repo", "license"), ("local/missing", "clone", "clone_failed")]
     assert candidates.columns == CANDIDATE_SCHEMA.names and rejected.columns == REJECTED_SCHEMA.names
+
+
+def test_a_failure_of_the_run_is_not_written_off_as_the_repos_rejection(fixtures, tmp_path, monkeypatch):
+    """The repository's own problems stay rejections; a refused token, a rate limit given up on, a bad
+    export or a bug raise one line naming the repository instead of becoming a ``mine_error`` row."""
+    from skycurate.stages.swe import mining
+
+    calc = str(fixtures[0]["calc"].path)
+    not_git = tmp_path / "plain"
+    not_git.mkdir()
+    [rej] = mine_spec(str(not_git), "acme/plain", None, CFG, None).rejected
+    assert (rej["stage"], rej["reason"]) == ("clone", "clone_failed")
+
+    def github_says(message):
+        def fail(*args, **kwargs):
+            raise GitHubError(message)
+        return fail
+
+    monkeypatch.setattr(mining, "fetch_github_metadata", github_says("GET https://api.github.com/x: 404 Not Found"))
+    monkeypatch.setattr(mining.GitHubClient, "from_config", lambda *a, **k: GitHubClient(token=""))
+    [rej] = mine_spec(calc, "acme/calc", None, CFG, None, github=True).rejected
+    assert (rej["stage"], rej["reason"]) == ("clone", "github_not_found")
+    for message in ("GET https://api.github.com/x: 401 Bad credentials",
+                    "GET https://api.github.com/x: rate limited for 7201 s more than the 900 s allowed to wait"):
+        monkeypatch.setattr(mining, "fetch_github_metadata", github_says(message))
+        with pytest.raises(MiningError, match=r"^mining acme/calc failed: GitHubError: GET .*: (401|rate limited)"):
+            mine_spec(calc, "acme/calc", None, CFG, None, github=True)
+
+    def bug(*args, **kwargs):
+        raise KeyError("base_sha")
+
+    monkeypatch.setattr(mining, "mine_repo", bug)
+    with pytest.raises(MiningError, match=r"^mining acme/calc failed: KeyError: 'base_sha'$"):
+        mine_spec(calc, "acme/calc", None, CFG, None)
+
+
+def test_a_failure_in_a_spark_task_stops_the_job_with_one_line(spark, fixtures, tmp_path):
+    """A ``MiningError`` in a Spark task reaches the driver as itself, not as a Java stack trace."""
+    fx, export = fixtures
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "pr", "number": "one"}\n')
+    specs = [str(fx["calc"].path), {"spec": str(fx["flaky"].path), "name": "acme/flaky", "export": str(bad)}]
+    with pytest.raises(MiningError) as err:
+        mine_on_spark(spark, specs, MiningConfig(cache_dir=str(tmp_path / "cache")), export=str(export))
+    assert str(err.value).startswith("mining acme/flaky failed: ExportError: ")
+    assert "\n" not in str(err.value) and "'number' must be an integer" in str(err.value)
 
 
 # ---------------------------------------------------------------------------------- fixture expectations

@@ -3,7 +3,9 @@ confined test runs on a tiny git repo made here (base commit with a bug, fix com
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 import uuid
@@ -30,6 +32,7 @@ from skycurate.sandbox import (
     prepare_checkout,
     run_tests,
 )
+from skycurate.sandbox.image_build import KEEP_LABEL, OWNER_LABEL, RUN_LABEL, cleanup_selects
 from skycurate.sandbox.logs import extract_test_output, split_nodeid
 from skycurate.schemas.swe import EnvRecipe, SandboxLimits
 
@@ -211,7 +214,7 @@ def env_image(base_image) -> str:
 def instance(env_image, tiny_repo):
     info = build_instance_image(env_image, tiny_repo.path, tiny_repo.base, RECIPE.install, "SkyTest__Calc-1")
     yield info
-    cleanup(prefix="skycurate/instance:skytest__calc-1-")
+    cleanup(prefix="skycurate/instance:skytest__calc-1-", select=None)
 
 
 def test_base_image(base_image, docker_client):
@@ -289,7 +292,7 @@ def test_not_root():
 
 def test_no_network():
     with pytest.raises(OSError):
-        socket.create_connection(("1.1.1.1", 53), timeout=3)
+        socket.create_connection(("HOST", PORT), timeout=3)
 
 
 def test_writable_testbed_and_tmp(tmp_path):
@@ -315,10 +318,31 @@ def new_file_patch(path: str, text: str) -> str:
             f"@@ -0,0 +1,{len(lines)} @@\n{body}")
 
 
-def test_confined_non_root_no_network(instance):
-    res = run(instance.tag, patches=[new_file_patch("tests/test_env.py", CONFINEMENT_TEST)],
-              test_cmd=TEST_CMD, test_files=["tests/test_env.py"])
-    assert set(res.statuses.values()) == {"PASSED"} and len(res.statuses) == 5, res.test_output
+def test_confined_non_root_no_network(instance, docker_client):
+    """``test_no_network`` dials a listener on the host at the Docker bridge's address, which any
+    container with a network reaches (an offline host changes nothing). The control run with the
+    network on must fail it, so the check can fail; the sandboxed run must pass it, and the listener
+    must have seen no connection."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(8)
+    listener.settimeout(2)
+    test = CONFINEMENT_TEST.replace("HOST", _bridge_gateway(docker_client)).replace(
+        "PORT", str(listener.getsockname()[1]))
+    try:
+        kw = {"patches": [new_file_patch("tests/test_env.py", test)], "test_cmd": TEST_CMD,
+              "test_files": ["tests/test_env.py"]}
+        control = run(instance.tag, limits=SandboxLimits(timeout_s=120, network=True), **kw)
+        assert control.statuses["tests/test_env.py::test_no_network"] == "FAILED", control.test_output
+        listener.accept()[0].close()     # the control's connection arrived
+        res = run(instance.tag, **kw)
+        assert set(res.statuses.values()) == {"PASSED"} and len(res.statuses) == 5, res.test_output
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    finally:
+        listener.close()
 
 
 def test_timeout_kills_the_container(instance):
@@ -332,6 +356,61 @@ def test_timeout_kills_the_container(instance):
     assert time.monotonic() - t0 < 30
     assert res.statuses == {"tests/test_hang.py::test_quick": "PASSED"}   # partial results survive
     assert "Timed out after 4s" in res.log_text
+    assert list_containers(SESSION) == []
+
+
+class _DaemonProxy:
+    """A unix socket relaying to the real daemon's that drops the first connection asking to wait
+    for a container, as a daemon restarting at that moment does; everything else goes through."""
+
+    def __init__(self, path: str, target: str = "/var/run/docker.sock"):
+        self.path, self.target, self.dropped = path, target, 0
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(path)
+        self.server.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if requests and not self.dropped and b"/wait" in data:
+                    self.dropped += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for end in (src, dst):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_broken_daemon_connection_is_an_error_not_a_timed_out_run(instance, tmp_path):
+    """The connection waiting on a run breaks long before its timeout: that is the daemon's
+    failure (``SandboxError``, so no verdict is journalled), not a test run that timed out."""
+    from skycurate.sandbox.daemon import use_host
+
+    proxy = _DaemonProxy(str(tmp_path / "docker.sock"))
+    try:
+        with use_host(f"unix://{proxy.path}"), pytest.raises(SandboxError) as err:
+            run(instance.tag, test_cmd="sleep 30", limits=SandboxLimits(timeout_s=60))
+    finally:
+        proxy.close()
+    assert proxy.dropped == 1
+    assert str(err.value).startswith("Docker daemon not reachable") and "during sandbox run" in str(err.value)
     assert list_containers(SESSION) == []
 
 
@@ -428,10 +507,59 @@ def test_disk_usage_cleanup_and_no_leftover_containers(instance):
     assert row.unique_bytes == instance.extra_bytes_over_env
     assert usage.total_bytes >= max(r.size_bytes for r in usage.images)
     assert usage.rootfs_cache_bytes > 0
-    removed = cleanup(prefix="skycurate/instance:skytest__calc-1-")
+    removed = cleanup(prefix="skycurate/instance:skytest__calc-1-", select=None)
     assert removed == [instance.tag] and not image_exists(instance.tag)
     assert list_containers(SESSION) == []
     assert not [n for n in _skycurate_container_names() if n.startswith("skycurate-build-")]
+
+
+@pytest.mark.parametrize("labels, run, include_kept, selected", [
+    ({RUN_LABEL: "r1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}, None, False, False),  # alive
+    ({RUN_LABEL: "r1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}, "r1", False, True),   # named
+    ({RUN_LABEL: "r1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}, "r2", False, False),
+    ({RUN_LABEL: "r1", OWNER_LABEL: "another-host:1"}, None, False, False),       # cannot tell: kept
+    ({RUN_LABEL: "r1", OWNER_LABEL: "another-host:1"}, "r1", False, True),
+    ({}, None, False, True),                                                     # made before owners
+    ({RUN_LABEL: "r1", KEEP_LABEL: "1"}, "r1", False, False),                    # kept image
+    ({RUN_LABEL: "r1", KEEP_LABEL: "1"}, "r1", True, True),
+    ({KEEP_LABEL: "1"}, None, False, False),
+    ({KEEP_LABEL: "1"}, None, True, True),
+])
+def test_what_cleanup_selects(labels, run, include_kept, selected):
+    assert cleanup_selects(labels, run, include_kept) is selected
+
+
+def test_cleanup_removes_only_what_ended_runs_left(base_image):
+    """Two runs' containers, made by the sandbox's own runner: one owned by this (live) process, one
+    by a process that has ended. The default cleanup removes only the latter; ``run=`` the former."""
+    import subprocess
+    import sys
+    from functools import partial
+
+    from skycurate.sandbox.run import cleanup_containers, run_program
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    tag = uuid.uuid4().hex[:8]
+    owners = {"live": os.getpid(), "ended": ended.pid}
+    labels = {k: {**SESSION, RUN_LABEL: f"{k}-{tag}", OWNER_LABEL: f"{socket.gethostname()}:{pid}"}
+              for k, pid in owners.items()}
+    with ThreadPoolExecutor(2) as pool:
+        runs = {k: pool.submit(run_program, base_image, {}, ["sleep", "120"], SandboxLimits(timeout_s=150), labels=v)
+                for k, v in labels.items()}
+        try:
+            deadline = time.monotonic() + 60
+            while not all(list_containers({RUN_LABEL: f"{k}-{tag}"}) for k in owners):
+                assert time.monotonic() < deadline, "the sleep containers did not appear"
+                time.sleep(0.2)
+            assert cleanup_containers() >= 1
+            assert list_containers({RUN_LABEL: f"ended-{tag}"}) == []
+            assert len(list_containers({RUN_LABEL: f"live-{tag}"})) == 1     # a live run's container stays
+        finally:
+            assert cleanup_containers(partial(cleanup_selects, run=f"live-{tag}")) <= 1
+        for fut in runs.values():
+            fut.exception(timeout=60)   # each run ends once its container is gone (how is not the point)
+    assert list_containers(SESSION) == []
 
 
 def _skycurate_container_names() -> list[str]:
@@ -466,7 +594,11 @@ json.dump({"uid": os.getuid(), "cap_eff": status["CapEff"].strip(), "no_new_priv
 
 
 def _bridge_gateway(docker_client) -> str:
-    return docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    """The host's address on Docker's default bridge (not every daemon reports it: then the subnet's first)."""
+    import ipaddress
+
+    config = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def test_the_install_step_is_confined_and_offline_unless_it_must_download(env_image, tiny_repo, docker_client):
@@ -491,7 +623,7 @@ def test_the_install_step_is_confined_and_offline_unless_it_must_download(env_im
             results[name] = json.loads(res.test_output[res.test_output.index("{"):].splitlines()[0])
     finally:
         listener.close()
-        cleanup(prefix="skycurate/instance:skytest__probe-")
+        cleanup(prefix="skycurate/instance:skytest__probe-", select=None)
     for name, got in results.items():
         assert got["uid"] == 1001 and got["cap_eff"] == "0000000000000000" and got["no_new_privs"] == "1", name
         assert got["memory"] == str(4 * 1024 ** 3) and got["pids"] == "2048" and got["venv_writable"], name

@@ -57,6 +57,7 @@ from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, de
 from skycurate import faults
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
 from skycurate.localfs import write_atomic
+from skycurate.redact import redact_obj
 
 STORE_ENV = "SKYCURATE_STORE"
 DEFAULT_STORE = "./store"
@@ -128,6 +129,12 @@ def _coerce_parent(catalog: "Catalog", parent: Any) -> Parent:
     if isinstance(parent, dict):
         return Parent.model_validate(parent)
     raise PublishError(f"bad parent {parent!r}: pass a DatasetRef, 'ns/name@vNNNN' or a Parent")
+
+
+def _without_secrets(parent: Parent) -> Parent:
+    """A parent as recorded: credentials out of its name, URI and pin (a manifest lives forever and
+    is read by anyone who can read the data); its version and sha256 are kept as they are."""
+    return parent.model_copy(update=redact_obj({"name": parent.name, "uri": parent.uri, "pin": parent.pin}))
 
 
 
@@ -455,8 +462,9 @@ class Catalog:
         manifest and checked by ``verify``, e.g. a funnel chart.
         """
         check_name(name)
-        parent_list = [_coerce_parent(self, p) for p in parents]
+        parent_list = [_without_secrets(_coerce_parent(self, p)) for p in parents]
         producer = Producer.model_validate(producer) if isinstance(producer, dict) else (producer or Producer())
+        producer = producer.model_copy(update={"config": redact_obj(producer.config)})  # no credentials recorded
         base = self._path(name)
         token = f"{_now_utc():%Y%m%dT%H%M%SZ}-{_owner_suffix()}"
         staging = posixpath.join(base, STAGING_DIR, token)
@@ -479,7 +487,7 @@ class Catalog:
                 attached.append(Attachment(path=att_name, bytes=len(payload),
                                            sha256=hashlib.sha256(payload).hexdigest()))
             num_rows = sum(f.rows for f in files)
-            stats_dict = stats(num_rows) if callable(stats) else (stats or {})
+            stats_dict = redact_obj(stats(num_rows) if callable(stats) else (stats or {}))
             faults.point(f"publish:{name}:written")
             number = self._claim_version(base, token)
             faults.point(f"publish:{name}:claimed")

@@ -21,6 +21,7 @@ from skycurate.cli.rebuild import rebuild_command
 from skycurate.cli.serve import serve_command
 from skycurate.cli.run import RUN_COMMANDS, run_app
 from skycurate.cli.tools import quality_app, sample_app, sandbox_app
+from skycurate.redact import install_log_redaction
 
 __all__ = ["RUN_COMMANDS", "app", "main", "version"]
 
@@ -39,6 +40,7 @@ app.command("serve")(serve_command)
 @app.callback()
 def _main() -> None:
     """Curate LLM training data into versioned Parquet datasets."""
+    install_log_redaction()
 
 
 @app.command()

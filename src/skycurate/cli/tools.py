@@ -54,17 +54,27 @@ def sandbox_base_image(
 
 @sandbox_app.command("cleanup")
 def sandbox_cleanup(
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Only what this run made (its id is logged when validation starts). "
+                      "Default: what runs whose process has ended on this host left behind.")] = None,
+    include_kept: Annotated[bool, typer.Option(help="Also instance images kept with --keep-images.")] = False,
     all_images: Annotated[bool, typer.Option("--all", help="Also remove env and base images.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Remove leftover skycurate containers and instance images."""
+    """Remove leftover skycurate containers and instance images: never those of a run still going
+    (its process is alive, or on another host) unless named with --run."""
     with _errors(debug):
-        from skycurate.sandbox import images, run
+        from functools import partial
 
-        containers = run.cleanup_containers()
-        removed = images.cleanup()
+        from skycurate.sandbox import image_build, images
+        from skycurate.sandbox import run as sandbox_run
+
+        select = partial(image_build.cleanup_selects, run=run, include_kept=include_kept)
+        containers = sandbox_run.cleanup_containers(select)
+        removed = images.cleanup(select=select)
         if all_images:
-            removed += images.cleanup(prefix="skycurate/env") + images.cleanup(prefix="skycurate/base")
+            removed += images.cleanup(prefix="skycurate/env", select=select)
+            removed += images.cleanup(prefix="skycurate/base", select=select)
         stdout.print(f"removed {containers} container(s) and {len(removed)} image(s)")
 
 

@@ -106,12 +106,14 @@ def _check_record(rec: Any, where: str) -> dict:
             if key in out:
                 out[key] = parse_time(out[key])
         comments = []
+        if not isinstance(out.get("comments") or [], list):
+            raise ExportError(f"{where}: 'comments' must be a list")
         for c in out.get("comments") or []:
             if not isinstance(c, dict):
                 raise ExportError(f"{where}: each comment must be an object")
             comments.append({"created_at": parse_time(c.get("created_at")), "body": c.get("body") or ""})
         out["comments"] = comments
-    except ValueError as exc:
+    except (ValueError, OverflowError, OSError) as exc:   # epoch seconds out of range: Overflow/OSError
         raise ExportError(f"{where}: bad timestamp ({exc})") from None
     linked = out.get("linked_issues") or []
     if not isinstance(linked, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in linked):
@@ -131,24 +133,37 @@ def load_export(path: str | os.PathLike, repo: str | None = None) -> RepoMetadat
     opener = gzip.open if path.name.endswith(".gz") else open
     meta = RepoMetadata(source="export")
     want = repo.lower() if repo else None
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ExportError(f"{where}: not JSON ({exc.msg})") from None
-            rec = _check_record(raw, where)
-            rec_repo = rec.get("repo")
-            if want and rec_repo and str(rec_repo).lower() != want:
-                continue
-            if rec["type"] == "pr":
-                meta.prs.append(rec)
-            else:
-                meta.issues[rec["number"]] = rec
+    try:
+        with opener(path, "rb") as f:
+            for line_no, data in enumerate(f, start=1):
+                _add_export_line(meta, data, f"{path}:{line_no}", want)
+    except (OSError, EOFError) as exc:   # a truncated or corrupt .gz, an unreadable file
+        raise ExportError(f"export {path}: cannot read ({exc})") from None
     return meta
+
+
+def _add_export_line(meta: RepoMetadata, data: bytes, where: str, want: str | None) -> None:
+    if not data.strip():
+        return
+    try:
+        line = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{where}: not UTF-8 (byte {exc.start})") from None
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{where}: not JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:   # an int of > 4300 digits; nesting too deep for Python
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+        raise ExportError(f"{where}: not JSON ({reason})") from None
+    rec = _check_record(raw, where)
+    rec_repo = rec.get("repo")
+    if want and rec_repo and str(rec_repo).lower() != want:
+        return
+    if rec["type"] == "pr":
+        meta.prs.append(rec)
+    else:
+        meta.issues[rec["number"]] = rec
 
 
 # ---------------------------------------------------------------------------------- client
@@ -193,8 +208,7 @@ class GitHubClient:
         self.stats = {"requests": 0, "not_modified": 0, "rate_limit_waits": 0, "retries": 0}
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
                    "User-Agent": "skycurate-swe-miner"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        # the token goes per request, only to the API's own origin (see _auth_headers)
         self._http = httpx.Client(headers=headers, timeout=timeout, follow_redirects=True, transport=transport)
 
     @classmethod
@@ -260,6 +274,18 @@ class GitHubClient:
             return path_or_url
         return f"{self.base_url}/{path_or_url.lstrip('/')}"
 
+    @staticmethod
+    def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+        scheme = url.scheme.lower()
+        return scheme, url.host.lower(), url.port or {"http": 80, "https": 443}.get(scheme)
+
+    def _auth_headers(self, url: str) -> dict[str, str]:
+        """The token only for the API's own scheme, host and port: a ``Link: rel="next"`` may point
+        anywhere, and the token must not follow it there (httpx drops it on cross-origin redirects)."""
+        if self.token and self._origin(httpx.URL(url)) == self._origin(httpx.URL(self.base_url)):
+            return {"Authorization": f"Bearer {self.token}"}
+        return {}
+
     def get(self, path_or_url: str, params: dict | None = None) -> tuple[Any, str | None]:
         """(JSON body, URL of the next page or None) for one GET."""
         url = httpx.URL(self._url(path_or_url))
@@ -267,6 +293,7 @@ class GitHubClient:
         cached = self._cache_load(url)
         for attempt in range(self.max_retries + 1):
             headers = {"If-None-Match": cached["etag"]} if cached else {}
+            headers.update(self._auth_headers(url))
             self.stats["requests"] += 1
             try:
                 resp = self._http.get(url, headers=headers)

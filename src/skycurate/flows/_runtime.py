@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import inspect
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from pydantic import BaseModel
 import skycurate
 from skycurate import faults
 from skycurate.catalog import Catalog, DatasetRef, Producer
-from skycurate.flows._code import code_version, task_code_modules
+from skycurate.codehash import code_version, task_code_modules
 from skycurate.schemas.config import SparkConfig
 from skycurate.errors import SkycurateError
 from skycurate.stages.accounting import FunnelStep
@@ -65,6 +66,7 @@ class DatasetCachePolicy(CachePolicy):
     code: str = ""
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        inputs = {k: v for k, v in inputs.items() if k != "force"}
         payload = {"task": task_ctx.task.name, "code": self.code, "inputs": canonical(inputs)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -132,6 +134,8 @@ def run_dataset_task(dataset_task_obj: Any, *, store: str, force: bool = False, 
     if FORCE_FROM.get() == dataset_task_obj.name:
         _FORCING.set(True)
     force = force or _FORCING.get()
+    if "force" in inspect.signature(dataset_task_obj.fn).parameters:
+        inputs = {**inputs, "force": force}   # a task with a resume journal of its own redoes it too
     catalog = Catalog(store)
     policy = dataset_task_obj.cache_policy
     policy = policy.configure(key_storage=str(catalog.cache_dir("prefect")))

@@ -120,15 +120,16 @@ def prepare_prompts(store: str, source: str, source_key: Any, layout: str, field
 
 @dataset_task()
 def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.TemplateConfig,
-             teacher: S.EngineConfig, gen: S.GenerateConfig) -> dict[str, DatasetRef]:
-    """Template + teacher generation -> ``cot/samples`` (every sample) and ``cot/template-rejected``."""
+             teacher: S.EngineConfig, gen: S.GenerateConfig, force: bool = False) -> dict[str, DatasetRef]:
+    """Template + teacher generation -> ``cot/samples`` (every sample) and ``cot/template-rejected``;
+    ``force`` regenerates journalled shards too."""
     from skycurate.stages.cot.teacher import generate_samples, work_key
 
     catalog, producer = Catalog(store), current_producer()
     table = catalog.open(prompts).to_table().sort_by("id")
     work = catalog.work_dir(S.NAMESPACE, work_key(engine_identity, template, teacher, gen))
     with slots(GPU_SLOTS):   # one teacher engine per slot across the server's flow runs
-        run = generate_samples(table, template, teacher, gen, work)
+        run = generate_samples(table, template, teacher, gen, work, force=force)
     step = FunnelStep(stage=S.TEMPLATE, rows_in=table.num_rows, rows_out=run.prompts_sent,
                       rejected=run.too_long.num_rows)
     answered = len(set(run.samples["prompt_id"].to_pylist()))
@@ -245,7 +246,9 @@ def _publish_side(catalog: Catalog, name: str, table: pa.Table, rejected: pa.Tab
 
 def engine_identity(teacher: S.EngineConfig) -> Any:
     if teacher.engine == "openai":
-        return f"openai:{teacher.model}@{teacher.base_url}"
+        from skycurate.redact import redact
+
+        return redact(f"openai:{teacher.model}@{teacher.base_url}")   # the `teacher` column: no credentials
     return {"engine": teacher.engine, "model": pin_model_folder(teacher.model).model_dump()}
 
 

@@ -5,7 +5,8 @@ Tasks: ``mine`` publishes ``swe/candidates`` (and the mining rejections); ``vali
 images, runs the tests before and after the gold patch and publishes ``swe/instances`` and
 ``swe/rejected`` (every dropped repo or candidate with its stage and reason) with the funnel
 repos -> candidates -> installable -> validated. Validation journals each finished instance in
-``<store>/_work/swe/<candidates version>/``, so a killed run resumes without redoing them.
+``<store>/_work/swe/<candidates version>/``, so a killed run resumes without redoing them (``--force``
+redoes them too).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _ts(value: Any) -> dt.datetime | None:
 
 @dataset_task()
 def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_repos: int, python: str,
-             cfg: ValidationConfig) -> dict[str, DatasetRef]:
+             cfg: ValidationConfig, force: bool = False) -> dict[str, DatasetRef]:
     from skycurate.reporting import funnel_chart_png
     from skycurate.stages.swe.validate import validate_all, validation_funnel
 
@@ -79,7 +80,7 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
         log.info("[%d/%d] %s %s in %.0fs", n, total, row["instance_id"], what, out.get("seconds", 0))
 
     with slots(DOCKER_SLOTS, cfg.workers * max(1, len(cfg.docker_hosts))):
-        outcomes = validate_all(rows, cfg, work, python, progress)
+        outcomes = validate_all(rows, cfg, work, python, progress, force=force)
     instances = [o["row"] for o in outcomes if o["kind"] == "instance"]
     for r in instances:
         r["created_at"] = _ts(r.get("created_at"))

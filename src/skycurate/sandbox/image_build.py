@@ -17,10 +17,12 @@ import json
 import logging
 import os
 import re
+import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,9 @@ VENV = "/opt/venv"
 TESTBED = "/testbed"
 BUILD_DIR = "/skycurate-build"          # build script + CA bundle; deleted before each commit
 LABEL = "skycurate"                     # every image and container: skycurate=1
+RUN_LABEL = f"{LABEL}.run"              # the run that made a container or image (``run_id()``)
+OWNER_LABEL = f"{LABEL}.owner"          # ``<host>:<pid>`` of the process that made it
+KEEP_LABEL = f"{LABEL}.keep"            # ``1``: an instance image kept on purpose (``--keep-images``)
 PATH_ENV = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 BASE_REPO = "skycurate/base"
@@ -86,6 +91,47 @@ fi
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+_RUN_IDS: dict[int, str] = {}
+
+
+def run_id() -> str:
+    """This process's run id (``$SKYCURATE_RUN_ID``, else random per process): ``skycurate sandbox
+    cleanup --run ID`` removes what one run left without touching other runs."""
+    return os.environ.get("SKYCURATE_RUN_ID") or _RUN_IDS.setdefault(os.getpid(), uuid.uuid4().hex[:12])
+
+
+def run_labels() -> dict[str, str]:
+    """The labels that tie a container (and the image committed from it) to this run and process."""
+    return {RUN_LABEL: run_id(), OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def owner_gone(labels: Mapping[str, str]) -> bool:
+    """Whether the process that made a container or image has ended, so nothing uses it any more.
+    A process on another host cannot be checked: it counts as alive. Without an owner label (made
+    before owners were recorded) there is no process to wait for."""
+    owner = labels.get(OWNER_LABEL)
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:   # alive, another user's
+        return False
+    return False
+
+
+def cleanup_selects(labels: Mapping[str, str], run: str | None = None, include_kept: bool = False) -> bool:
+    """The one rule of ``sandbox cleanup``: never a kept image unless ``include_kept``; with ``run``
+    only what that run made, else only what a process that has ended made."""
+    if labels.get(KEEP_LABEL) == "1" and not include_kept:
+        return False
+    return labels.get(RUN_LABEL) == run if run is not None else owner_gone(labels)
 
 
 def cache_dir() -> Path:
@@ -185,7 +231,7 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
             try:
                 container = cli.containers.create(
                     from_image, command=["bash", f"{BUILD_DIR}/build.sh"], user="0:0",
-                    working_dir="/", labels={LABEL: "1"},   # container labels end up in the image
+                    working_dir="/", labels={LABEL: "1", **run_labels()},   # they end up in the image
                     name=f"skycurate-build-{os.urandom(4).hex()}", detach=True,
                     network_mode="bridge" if confinement.network else "none",
                     mem_limit=confinement.memory, memswap_limit=confinement.memory,
@@ -197,10 +243,12 @@ def _build_step(from_image: str, script: str, *, tag: str, what: str,
             for path, data in put:
                 container.put_archive(path, data)
             container.start()
-            timed_out = False
+            timed_out, started = False, time.monotonic()
             try:
                 status = container.wait(timeout=timeout_s)["StatusCode"]
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                if time.monotonic() - started < timeout_s:
+                    raise   # the daemon connection broke, the build did not time out: a SandboxError
                 timed_out, status = True, -1
                 with contextlib.suppress(docker.errors.APIError):
                     container.kill()

@@ -34,7 +34,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,7 @@ from skycurate.sandbox.base_image import (
     ensure_base_image,
 )
 from skycurate.sandbox.daemon import client, daemon_errors
-from skycurate.sandbox.errors import BuildError, InstallError
+from skycurate.sandbox.errors import BuildError, InstallError, SandboxError
 from skycurate.sandbox.image_build import (
     _CA_EXPORTS,
     BASE_REPO,
@@ -55,6 +55,7 @@ from skycurate.sandbox.image_build import (
     ENV_REPO,
     HOST_CA_BUNDLE,
     INSTANCE_REPO,
+    KEEP_LABEL,
     LABEL,
     ROOTFS_REPO,
     BUILD_UID,
@@ -69,6 +70,7 @@ from skycurate.sandbox.image_build import (
     failure_cause,
     _tail,
     cache_dir,
+    cleanup_selects,
     image_exists,
 )
 from skycurate.schemas.swe import EnvRecipe
@@ -173,7 +175,10 @@ def build_env_image(recipe: EnvRecipe, *, rebuild: bool = False,
     An existing env image is reused unless it was built on another base image (the base was
     rebuilt, or its build scripts changed). Raises ``BuildError`` with the build log's tail.
     """
-    base = ensure_base_image(recipe.python)
+    try:
+        base = ensure_base_image(recipe.python)
+    except BuildError as exc:   # not this recipe's fault: no candidate may be rejected over it
+        raise SandboxError(f"base image for Python {recipe.python}: {exc}") from exc
     base_img = _get_image(base)
     base_id = base_img.id if base_img is not None else ""
     tag = env_image_tag(recipe)
@@ -261,12 +266,14 @@ def instance_image_tag(env_tag: str, base_commit: str, install_cmds: Sequence[st
 def build_instance_image(env_tag: str, repo_path: str | os.PathLike, base_commit: str,
                          install_cmds: Sequence[str], instance_id: str, *, rebuild: bool = False,
                          log_path: str | os.PathLike | None = None,
-                         timeout_s: int = BUILD_TIMEOUT_S) -> ImageInfo:
+                         timeout_s: int = BUILD_TIMEOUT_S, keep: bool = False) -> ImageInfo:
     """The instance image: env + the repo at ``base_commit`` in /testbed + ``install_cmds`` (run as
     root in /testbed at build time, network on; /testbed is then owned by ``sky``).
 
-    Reused when its tag (a hash of env image, base_commit and install commands) exists. Raises
-    ``InstallError`` when an install command fails, ``BuildError`` for anything else.
+    Reused when its tag (a hash of env image, base_commit and install commands) exists. ``keep``:
+    the image is meant to outlive the run (``--keep-images``), so ``sandbox cleanup`` leaves it
+    alone unless told otherwise. Raises ``InstallError`` when an install command fails,
+    ``BuildError`` for anything else.
     """
     env_img = _get_image(env_tag)
     if env_img is None:
@@ -292,7 +299,8 @@ def build_instance_image(env_tag: str, repo_path: str | os.PathLike, base_commit
                                      f"LABEL {LABEL}.instance_id={_label_value(instance_id)}",
                                      f"LABEL {LABEL}.base_commit={base_commit}",
                                      f"LABEL {LABEL}.env={env_tag}",
-                                     f"LABEL {LABEL}.checkout_bytes={checkout_bytes}"],
+                                     f"LABEL {LABEL}.checkout_bytes={checkout_bytes}",
+                                     *([f"LABEL {KEEP_LABEL}=1"] if keep else [])],
                             log_path=log_path, timeout_s=timeout_s,
                             error_for_exit={_INSTALL_FAILED: InstallError},
                             confinement=instance_confinement(install_cmds))
@@ -344,18 +352,24 @@ def remove_image(tag: str) -> bool:
             return False
 
 
-def _skycurate_tags() -> list[str]:
+def _skycurate_tags(select: Callable[[Mapping[str, str]], bool] | None = None) -> list[str]:
     with daemon_errors("image list"):
         images = client().images.list(filters={"label": f"{LABEL}=1"})
-    return sorted(t for img in images for t in img.tags)
+    return sorted(t for img in images if select is None or select(img.labels or {}) for t in img.tags)
 
 
-def cleanup(prefix: str = INSTANCE_REPO, keep: Iterable[str] = (), *, prune_dangling: bool = True) -> list[str]:
-    """Remove skycurate images whose tag (``repo:tag``) starts with ``prefix``, except ``keep``;
-    then untagged skycurate layers left by replaced builds. Returns the removed tags."""
+def cleanup(prefix: str = INSTANCE_REPO, keep: Iterable[str] = (), *,
+            select: Callable[[Mapping[str, str]], bool] | None = cleanup_selects,
+            prune_dangling: bool = True) -> list[str]:
+    """Remove skycurate images whose tag (``repo:tag``) starts with ``prefix``, except ``keep`` and
+    those ``select`` (by their labels) leaves out; then untagged skycurate layers left by replaced
+    builds. Returns the removed tags.
+
+    ``select`` defaults to ``cleanup_selects``: only images of processes that have ended, never a
+    kept one, so another run's images stay. None: every image with the prefix."""
     keep = set(keep)
     removed = []
-    for tag in _skycurate_tags():
+    for tag in _skycurate_tags(select):
         if tag.startswith(prefix) and tag not in keep:
             with daemon_errors("image remove"):
                 try:

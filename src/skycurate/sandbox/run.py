@@ -1,10 +1,10 @@
 """Confined test runs: patches applied and tests run in one throw-away container.
 
 A run = create a container of the instance image (network off, memory/CPU/pids limits, non-root
-user, no new privileges, all capabilities dropped, tmpfs /tmp, labelled ``skycurate=1``), copy
-the patches and a script into it, start it, wait at most ``limits.timeout_s`` (then kill), read
-its log as UTF-8 with replacement, parse the statuses, remove the container (always: also on
-errors, timeouts and Ctrl-C).
+user, no new privileges, all capabilities dropped, tmpfs /tmp, labelled ``skycurate=1`` plus its
+run and owning process, ``image_build.run_labels``), copy the patches and a script into it, start
+it, wait at most ``limits.timeout_s`` (then kill), read its log as UTF-8 with replacement, parse the
+statuses, remove the container (always: also on errors, timeouts and Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 import shlex
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from docker.types import LogConfig
 
 from skycurate.sandbox.daemon import client, daemon_errors
 from skycurate.sandbox.errors import PatchError, SandboxError
+from skycurate.sandbox.image_build import cleanup_selects, run_labels
 from skycurate.sandbox.images import HOST_CA_BUNDLE, LABEL, SKY_UID, TESTBED
 from skycurate.sandbox.logs import END_MARKER, START_MARKER, extract_test_output, parse_junit_xml, parse_pytest_log
 from skycurate.schemas.swe import SandboxLimits
@@ -236,7 +237,7 @@ def _run_container(image: str, files: Mapping[str, bytes], command: list[str], l
                     security_opt=["no-new-privileges"], cap_drop=["ALL"], init=True,
                     tmpfs={"/tmp": f"rw,exec,nosuid,size={TMPFS_SIZE},mode=1777"},
                     environment=dict(environment), volumes=dict(volumes) or None,
-                    labels={LABEL: "1", **labels},
+                    labels={LABEL: "1", **run_labels(), **labels},
                     log_config=LogConfig(type="json-file", config={"max-size": LOG_MAX_SIZE,
                                                                    "max-file": LOG_MAX_FILES}),
                     name=f"skycurate-run-{os.urandom(5).hex()}", detach=True)
@@ -248,6 +249,10 @@ def _run_container(image: str, files: Mapping[str, bytes], command: list[str], l
             try:
                 exit_code = int(container.wait(timeout=limits.timeout_s)["StatusCode"])
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                # docker-py reports the wait's timeout as either; before the timeout it is the daemon
+                # connection that broke: no verdict on the tests (``daemon_errors`` makes it a SandboxError)
+                if time.monotonic() - t0 < limits.timeout_s:
+                    raise
                 container.reload()
                 if container.status in ("running", "paused", "restarting", "created"):
                     timed_out = True
@@ -314,15 +319,19 @@ def list_containers(extra_labels: Mapping[str, str] | None = None) -> list[str]:
         return [c.id for c in client().containers.list(all=True, filters={"label": filters})]
 
 
-def cleanup_containers(extra_labels: Mapping[str, str] | None = None) -> int:
-    """Force-remove every container labelled ``skycurate=1`` (e.g. left by a killed process).
-    Returns how many were removed. Running validations of other processes are removed too: call
-    it when none runs, or narrow it with ``extra_labels``."""
+def cleanup_containers(select: Callable[[Mapping[str, str]], bool] = cleanup_selects) -> int:
+    """Force-remove the containers labelled ``skycurate=1`` that ``select`` picks by their labels.
+    Returns how many were removed. The default, ``cleanup_selects``, picks those whose owning
+    process has ended (left by a killed run), never a live run's build or test."""
+    with daemon_errors("container list"):
+        found = client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
     n = 0
-    for cid in list_containers(extra_labels):
+    for container in found:
+        if not select(container.labels or {}):
+            continue
         with daemon_errors("container remove"):
             try:
-                client().api.remove_container(cid, force=True, v=True)
+                client().api.remove_container(container.id, force=True, v=True)
                 n += 1
             except docker.errors.NotFound:
                 pass

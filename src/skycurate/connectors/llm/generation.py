@@ -26,14 +26,17 @@ Common semantics of every backend:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
+from urllib.parse import urlsplit
 
 from skycurate.connectors.llm import EngineError
+from skycurate.redact import redact
 from skycurate.schemas.generation import SamplingParams
 
 
@@ -161,6 +164,22 @@ class TransformersGenerator:
             torch.cuda.empty_cache()
 
 
+def _check_key_transport(base_url: str, key: str | None) -> None:
+    """A key (``api_key``, ``$OPENAI_API_KEY`` or a password in ``base_url``; vLLM's "EMPTY" is
+    none) goes over plain http only to this machine: anyone on the path to another host could read it."""
+    url = urlsplit(base_url)
+    if url.scheme.lower() != "http" or not ((key and key != "EMPTY") or url.password):
+        return
+    host = (url.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise EngineError(f"refusing to send an API key over plain http to {host or redact(base_url)!r}: use an https "
+                          "base_url, or leave the key unset (api_key, $OPENAI_API_KEY) for an endpoint without one")
+
+
 class OpenAIGenerator:
     """An OpenAI-compatible ``/v1/completions`` (or ``/v1/chat/completions``) endpoint.
 
@@ -175,12 +194,13 @@ class OpenAIGenerator:
                  system: str | None = None) -> None:
         import httpx
 
-        self.name = f"openai:{model}@{base_url}"
+        self.name = f"openai:{model}@{redact(base_url)}"
         self.model, self.chat, self.system = model, chat, system
         self.concurrency, self.retries, self.backoff_s = concurrency, retries, backoff_s
-        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        _check_key_transport(base_url, key)
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
-                                   headers={"Authorization": f"Bearer {key}"})
+                                   headers={"Authorization": f"Bearer {key or 'EMPTY'}"})
 
     def _request(self, prompt: str, params: SamplingParams, seed: int, penalty: float,
                  add_special_tokens: bool) -> dict:

@@ -14,7 +14,9 @@ shards are never generated twice:
 Seeds: a shard samples with ``seed +`` a number derived from its hash (backends that seed per
 prompt add the prompt's index in the shard), so a shard gives the same samples whenever and
 wherever it is generated (for backends that are deterministic given a seed). A shard in which
-every sample failed (engine down) is not journalled: the next run retries it.
+every sample failed (engine down), or any sample failed for a reason that says nothing about its
+prompt (``transient_error``: a timeout, a lost connection, an overloaded endpoint), is not
+journalled: the next run retries it. ``force`` regenerates journalled shards too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +54,7 @@ class ShardReport:
     shards: int = 0
     reused: int = 0
     generated: int = 0
-    unjournalled: int = 0          # every sample failed: not written, retried next run
+    unjournalled: int = 0          # every sample failed, or some transiently: not journalled, retried next run
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     work: str = ""                 # the journal folder
@@ -59,6 +62,17 @@ class ShardReport:
     def to_dict(self) -> dict[str, Any]:
         return {"shards": self.shards, "reused": self.reused, "generated": self.generated,
                 "unjournalled": self.unjournalled, "seconds": round(self.seconds, 2)}
+
+
+#: An engine error that says nothing about the prompt: the HTTP statuses the OpenAI client retries
+#: (408, 409, 429, 5xx) and httpx's transport errors (timeouts, refused or dropped connections).
+_TRANSIENT = re.compile(r"^(?:HTTP (?:408|409|429|5\d\d)\b|(?:Connect|Read|Write|Pool)Timeout\b|TimeoutException\b"
+                        r"|(?:Connect|Read|Write|Close|Network|RemoteProtocol|Proxy|Transport)Error\b)")
+
+
+def transient_error(error: str | None) -> bool:
+    """Whether a sample's ``error`` is the engine's passing trouble, to be retried by the next run."""
+    return bool(error) and _TRANSIENT.match(error) is not None
 
 
 def plan_shards(ids: Sequence[str], shard_size: int) -> list[list[str]]:
@@ -95,9 +109,10 @@ def _rows(shard: str, items: Sequence[PromptItem], outputs: Sequence[Sequence[An
 
 def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], params: SamplingParams, work: Path,
                shard_size: int, *, add_special_tokens: bool = True,
-               progress: Callable[[int, int, int], None] | None = None) -> ShardReport:
-    """Generate every missing shard; ``generate(texts, params, penalties=..., add_special_tokens=...)``
-    is a ``Generator.generate``. Returns what was reused and generated; the shard files hold the rows."""
+               progress: Callable[[int, int, int], None] | None = None, force: bool = False) -> ShardReport:
+    """Generate every missing shard (``force``: every shard); ``generate(texts, params, penalties=...,
+    add_special_tokens=...)`` is a ``Generator.generate``. Returns what was reused and generated;
+    the shard files hold the rows."""
     work.mkdir(parents=True, exist_ok=True)
     by_id = {i.id: i for i in items}
     if len(by_id) != len(items):
@@ -109,7 +124,7 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
         batch = [by_id[i] for i in ids]
         digest = shard_digest(batch)
         path = shard_path(work, digest)
-        if path.exists():
+        if path.exists() and not force:
             report.reused += 1
             report.files.append(str(path))
             if progress:
@@ -121,8 +136,10 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
                            penalties=None if all(p == 1.0 for p in penalties) else penalties,
                            add_special_tokens=add_special_tokens)
         table = _rows(digest, batch, outputs, shard_params.seed)
-        if table.num_rows and table["error"].null_count == 0:
-            # every sample failed: keep the rows for this run (quarantined), retry the shard next run
+        if table.num_rows and (table["error"].null_count == 0
+                               or any(transient_error(e) for e in table["error"].to_pylist())):
+            # every sample failed, or some for a passing reason: the rows serve this run (failed ones
+            # are quarantined), the shard is retried next run
             report.unjournalled += 1
             tmp = work / f"failed-{digest}.parquet"
             pq.write_table(table, tmp)
@@ -135,6 +152,6 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
         if progress:
             progress(k + 1, len(plan), len(ids))
     report.seconds = time.perf_counter() - t0
-    log.info("generation: %d shards, %d reused, %d generated, %d failed entirely", report.shards, report.reused,
-             report.generated, report.unjournalled)
+    log.info("generation: %d shards, %d reused, %d generated, %d failed (retried next run)", report.shards,
+             report.reused, report.generated, report.unjournalled)
     return report

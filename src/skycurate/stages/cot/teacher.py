@@ -66,8 +66,11 @@ def open_engine(teacher: S.EngineConfig, template: S.TemplateConfig, work: Path)
 
 def work_key(identity: Any, template: S.TemplateConfig, teacher: S.EngineConfig, gen: S.GenerateConfig) -> str:
     """The name of the shard journal: what decides the samples besides the prompts (engine
-    settings that only change speed are left out)."""
-    payload = {"engine": identity, "template": template.model_dump(mode="json"),
+    settings that only change speed are left out), the version of the code that makes them
+    included: shards of an older version are not reused."""
+    from skycurate.codehash import module_code_version
+
+    payload = {"code": module_code_version(__name__), "engine": identity, "template": template.model_dump(mode="json"),
                "teacher": teacher.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size",
                                                                    "vllm_python", "device", "request_timeout_s"}),
                "generate": gen.model_dump(mode="json")}
@@ -75,9 +78,9 @@ def work_key(identity: Any, template: S.TemplateConfig, teacher: S.EngineConfig,
 
 
 def generate_samples(prompts: pa.Table, template: S.TemplateConfig, teacher: S.EngineConfig, gen: S.GenerateConfig,
-                     work: Path) -> TeacherRun:
+                     work: Path, force: bool = False) -> TeacherRun:
     """Template ``prompts`` (prepared, sorted by id) and generate ``gen.samples`` per prompt in
-    resumable shards under ``work``."""
+    resumable shards under ``work`` (``force``: every shard again, journalled ones too)."""
     tokenizer = load_tokenizer(teacher)
     if template.mode == "chat" and tokenizer is None and teacher.engine != "openai":
         raise SkycurateError("chat templating needs a local tokenizer: set teacher.tokenizer")
@@ -91,7 +94,7 @@ def generate_samples(prompts: pa.Table, template: S.TemplateConfig, teacher: S.E
     try:
         report = run_shards(items, generator.generate if generator else (lambda *a, **k: []), params, work,
                             gen.shard_size, add_special_tokens=template.add_special_tokens and template.mode == "raw",
-                            progress=progress)
+                            progress=progress, force=force)
     finally:
         if generator is not None:
             generator.close()

@@ -30,7 +30,9 @@ source, ``github`` or ``export``), else the PR title/body or commit message with
 keywords. ``hints_text``: the linked issues' comments created before the fix (the earliest of the PR's
 creation, its first commit and the fix commit), never after.
 
-Every input ends as a candidate or a rejection: ``stats['inputs'] == candidates + rejected``.
+Every input ends as a candidate or a rejection: ``stats['inputs'] == candidates + rejected``. A
+repository that cannot be cloned or read, or that GitHub does not know, is one rejection; any other
+failure (a refused token, a rate limit given up on, a bug) stops the run with a ``MiningError``.
 
 This module mines (steps 2, 4, 5) and runs the Spark job (``mine_on_spark``); closing keywords are
 read in ``closing_refs``, the repo filters and version in ``repo_info``, the patch split in
@@ -58,8 +60,9 @@ from skycurate.connectors.git_repos import (
     resolve_repo,
     spec_name,
 )
-from skycurate.connectors.github_api import GitHubClient, RepoMetadata, load_export
+from skycurate.connectors.github_api import GitHubClient, GitHubError, RepoMetadata, load_export
 from skycurate.errors import SkycurateError
+from skycurate.redact import redact
 from skycurate.schemas.swe import (
     CANDIDATE_SCHEMA,
     REJECTED_SCHEMA,
@@ -99,7 +102,7 @@ class MineResult:
 
     def reject(self, instance_id: str | None, stage: str, reason: str, detail: str | None = None) -> None:
         self.rejected.append({"instance_id": instance_id, "repo": self.repo, "stage": stage, "reason": reason,
-                              "detail": detail, "log_dir": None})
+                              "detail": redact(detail) if detail else detail, "log_dir": None})
 
     def candidates_table(self) -> pa.Table:
         return pa.Table.from_pylist(self.candidates, schema=CANDIDATE_SCHEMA)
@@ -368,7 +371,8 @@ def fetch_github_metadata(client: GitHubClient, repo: str, *, max_pages: int | N
 
 # ---------------------------------------------------------------------------------- Spark job
 
-# One output per repo task: candidate columns (nullable) + rejection columns + which one a row is.
+# One output per repo task: candidate columns (nullable) + rejection columns + which one a row is
+# (``candidate``, ``rejected``, or ``error``: a ``MiningError`` message the driver raises).
 MINED_SCHEMA = pa.schema(
     [f.with_nullable(True) for f in CANDIDATE_SCHEMA]
     + [f.with_nullable(True) for f in REJECTED_SCHEMA if f.name not in CANDIDATE_SCHEMA.names]
@@ -389,14 +393,47 @@ def _spec_rows(repo_specs: Iterable[str | dict]) -> list[tuple[str, str | None, 
 
 
 def _rows_to_batch(result: MineResult) -> pa.RecordBatch:
-    rows = [{**c, "kind": "candidate"} for c in result.candidates] + [{**r, "kind": "rejected"} for r in result.rejected]
+    rows = ([{**c, "kind": "candidate"} for c in result.candidates]
+            + [{**r, "kind": "rejected"} for r in result.rejected])
     return pa.RecordBatch.from_pylist(rows, schema=MINED_SCHEMA)
+
+
+class MiningError(SkycurateError):
+    """Mining a repository failed for a reason that is not the repository's own: a token GitHub
+    refuses, a rate limit the run gave up waiting on, an unreadable export, a bug. Writing the repo
+    off as one rejection would publish a dataset silently missing it, so the run stops instead."""
+
+
+#: GitHub answers these for a repository that does not exist (or that the token may not see),
+#: is gone, or is blocked: a fact about that repository, not about the run.
+_REPO_GONE = (": 404 ", ": 410 ", ": 451 ")
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:500]}"
+
+
+def _repo_failure(name: str, exc: Exception) -> MineResult:
+    """What an exception while mining ``name`` means: the repository's own problem (unreadable,
+    not on GitHub) is one rejection; anything else raises ``MiningError`` naming the repository."""
+    if isinstance(exc, RepoError):
+        stage, reason = STAGE_REPO, "repo_unreadable"
+    elif isinstance(exc, GitHubError) and any(code in str(exc) for code in _REPO_GONE):
+        stage, reason = STAGE_CLONE, "github_not_found"
+    else:
+        raise MiningError(f"mining {name} failed: {_first_line(exc)}") from exc
+    log.warning("mining %s: %s", name, exc)
+    res = MineResult(repo=name)
+    res.stats["inputs"] += 1
+    res.reject(None, stage, reason, _first_line(exc))
+    return res
 
 
 def mine_spec(spec: str, name: str | None, export: str | None, cfg: MiningConfig, cache_dir: str | None,
               shared_export: str | None = None, github: bool = False, first_parent: bool = True,
               fetch: bool = True) -> MineResult:
-    """Resolve one repo spec, get its metadata, mine it. Never raises: failures become rejections.
+    """Resolve one repo spec, get its metadata, mine it. A repository that cannot be cloned or read,
+    or that GitHub does not know, is one rejection; any other failure raises ``MiningError``.
 
     ``fetch=False``: a cached bare clone is used as it is (the caller fetched it already)."""
     try:
@@ -419,20 +456,21 @@ def mine_spec(spec: str, name: str | None, export: str | None, cfg: MiningConfig
             with GitHubClient.from_config(cfg, cache_dir=etags) as client:
                 metadata = fetch_github_metadata(client, handle.name)
         return mine_repo(handle, cfg, metadata, first_parent=first_parent)
-    except Exception as exc:  # one bad repo never fails the job
-        log.warning("mining %s failed: %s", handle.name, exc)
-        res = MineResult(repo=handle.name)
-        res.stats["inputs"] += 1
-        line = (str(exc).strip().splitlines() or [""])[0]
-        res.reject(None, STAGE_MINE, "mine_error", f"{type(exc).__name__}: {line[:500]}")
-        return res
+    except Exception as exc:  # noqa: BLE001 - sorted into the repo's problem or the run's
+        return _repo_failure(handle.name, exc)
 
 
 def _mine_batch(batch: pa.RecordBatch, cfg: MiningConfig, cache_dir: str | None, shared_export: str | None,
                 github: bool, first_parent: bool, fetch: bool = True) -> Iterator[pa.RecordBatch]:
     for row in batch.to_pylist():
-        result = mine_spec(row["spec"], row["name"], row["export"], cfg, cache_dir, shared_export, github, first_parent,
-                           fetch)
+        try:
+            result = mine_spec(row["spec"], row["name"], row["export"], cfg, cache_dir, shared_export, github,
+                               first_parent, fetch)
+        except MiningError as exc:
+            # Raised here it would reach the driver as a page of Java stack trace: the driver raises it
+            yield pa.RecordBatch.from_pylist([{"repo": row["name"] or row["spec"], "detail": str(exc),
+                                               "kind": "error"}], schema=MINED_SCHEMA)
+            continue
         try:
             out = _rows_to_batch(result)
         except (pa.ArrowException, UnicodeError) as exc:   # a row Arrow cannot hold: the repo is one rejection
@@ -474,6 +512,10 @@ def mine_on_spark(spark: SparkSession, repo_specs: Iterable[str | dict], cfg: Mi
         mined = spark.read.parquet(scratch)
     else:
         mined = mined.localCheckpoint(eager=True)
+    errors = [r["detail"] for r in mined.filter(F.col("kind") == "error").select("detail").collect()]
+    if errors:
+        more = f" (and {len(errors) - 1} more repositories)" if len(errors) > 1 else ""
+        raise MiningError(f"{errors[0]}{more}")
     candidates = mined.filter(F.col("kind") == "candidate").select(*CANDIDATE_SCHEMA.names)
     rejected = mined.filter(F.col("kind") == "rejected").select(*REJECTED_SCHEMA.names)
     return candidates, rejected

@@ -6,8 +6,10 @@ bad candidates never raise. Infrastructure failures (the daemon going away) do r
 ``SandboxError``: the candidate is not at fault, and a rerun picks up where this one stopped.
 
 Crash safety: every finished outcome is written as ``<work>/results/<key>.json`` (atomic rename),
-keyed by a hash of the candidate and the validation settings; ``validate_all`` skips keys that
-are already there, so a killed run redoes only the instances it had not finished.
+keyed by a hash of the candidate, the validation settings and the version of the code that decides
+outcomes; ``validate_all`` skips keys that are already there (unless forced), so a killed run redoes
+only the instances it had not finished, and an upgrade redoes them all. A daemon failure is no
+outcome: it raises, nothing is journalled for that candidate, and the next run retries it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ STAGE_RECIPE, STAGE_INSTALL, STAGE_VALIDATE = "recipe", "install", "validate"
 
 
 def outcome_key(candidate: dict[str, Any], cfg: ValidationConfig, python: str) -> str:
+    """The journal key of a candidate's outcome: everything that decides it, this code's version included."""
+    from skycurate.codehash import module_code_version
+
     payload = {k: candidate.get(k) for k in ("instance_id", "repo", "base_commit", "patch", "test_patch",
                                              "test_files")}
+    payload["code"] = module_code_version(__name__)
     payload["cfg"] = cfg.model_dump(mode="json", exclude={"workers", "keep_images", "docker_hosts"})
     payload["python"] = python
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -97,7 +103,7 @@ def env_label(recipe: EnvRecipe) -> str:
     return f"py{recipe.python} {recipe.name}"
 
 
-def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str]) -> Any:
+def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str], keep: bool) -> Any:
     """The env and instance images of ``recipe`` (ImageInfo), or None with the reason in ``attempts``."""
     from skycurate.sandbox.errors import BuildError, InstallError
     from skycurate.sandbox.images import build_env_image, build_instance_image
@@ -105,7 +111,7 @@ def _build(c: dict, recipe: EnvRecipe, n: int, log_dir: Path, attempts: list[str
     try:
         env_tag = build_env_image(recipe, log_path=log_dir / f"env-{n}.log")
         return build_instance_image(env_tag, c["repo_path"], c["base_commit"], recipe.install, c["instance_id"],
-                                    log_path=log_dir / f"instance-{n}.log")
+                                    log_path=log_dir / f"instance-{n}.log", keep=keep)
     except InstallError as e:
         attempts.append(f"{env_label(recipe)}: install: {str(e)[:400]}")
     except BuildError as e:
@@ -208,7 +214,7 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
                             f"{len(queue) + 1} not tried")
             break
         n += 1
-        info = _build(c, recipe, n - 1, log_dir, attempts)
+        info = _build(c, recipe, n - 1, log_dir, attempts, cfg.keep_images)
         if info is None:
             continue
         built += 1
@@ -243,15 +249,20 @@ def validate_candidate(c: dict[str, Any], cfg: ValidationConfig, log_dir: Path, 
 
 
 def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, work: Path, python: str = "auto",
-                 progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+                 progress: Callable[[int, int, dict], None] | None = None, force: bool = False) -> list[dict]:
     """Validate every candidate with ``cfg.workers`` in parallel; finished outcomes are journalled
-    under ``work/results`` and reused. Returns the outcomes in candidate order."""
+    under ``work/results`` and reused (``force``: validated again). Returns the outcomes in
+    candidate order."""
+    from skycurate.sandbox.image_build import run_id
+
     journal, logs_dir = Journal(work / "results"), work / "logs"
     todo, outcomes = [], {}
     cands = list(candidates)
+    log.info("swe validation: sandbox run %s (skycurate sandbox cleanup --run %s removes what it leaves)",
+             run_id(), run_id())
     for i, c in enumerate(cands):
         key = outcome_key(c, cfg, python)
-        done = journal.get(key)
+        done = None if force else journal.get(key)
         if done is not None:
             outcomes[i] = done
         else:
@@ -264,9 +275,14 @@ def validate_all(candidates: Iterable[dict[str, Any]], cfg: ValidationConfig, wo
     from skycurate.sandbox.images import ensure_base_image
 
     hosts: list[str | None] = list(cfg.docker_hosts) or [None]
+    from skycurate.sandbox.run import cleanup_containers
+
     for host in hosts:   # fail fast when no base image can be had; the fallback Pythons' are built on first use
         with use_host(host):
             ensure_base_image(DEFAULT_PYTHON if python == AUTO else python)
+            swept = cleanup_containers()   # what killed runs of this host left running (never a live run's)
+            if swept:
+                log.info("swe validation: removed %d container(s) left by ended runs", swept)
     slots = threading.local()
     counter = itertools.count()
 
