@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import subprocess
+import time
+import urllib.request
 import functools
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -84,6 +90,75 @@ def s3_store(s3_server, tmp_path, monkeypatch) -> str:
     return f"s3://{bucket}/store"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def master_state(ui_port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as r:
+            return json.load(r)
+    except OSError:
+        return None
+
+
+def _wait(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+class SparkCluster(NamedTuple):
+    url: str
+    ui: int
+
+    def state(self) -> dict | None:
+        """The master's JSON status (workers, apps), None while it does not answer."""
+        return master_state(self.ui)
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory):
+    """``(master URL, web UI port)`` of a Spark standalone master with two one-core workers on 127.0.0.1."""
+    import pyspark
+
+    tmp_path = tmp_path_factory.mktemp("spark-cluster")
+
+    spark_home = Path(pyspark.__file__).parent
+    spark_class = str(spark_home / "bin" / "spark-class")
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_DAEMON_MEMORY": "256m", "PYSPARK_PYTHON": sys.executable}
+    port, ui = _free_port(), _free_port()
+    url = f"spark://127.0.0.1:{port}"
+    logs = tmp_path / "cluster-logs"
+    logs.mkdir()
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+             "--webui-port", str(ui)], env=env, stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT))
+        _wait(lambda: (master_state(ui) or {}).get("status") == "ALIVE", "the Spark master")
+        for n in range(2):
+            procs.append(subprocess.Popen(
+                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
+                 "--memory", "1g", "--webui-port", str(_free_port()), "--work-dir", str(tmp_path / f"work-{n}"), url],
+                env=env, stdout=open(logs / f"worker-{n}.log", "w"), stderr=subprocess.STDOUT))
+        _wait(lambda: (master_state(ui) or {}).get("aliveworkers", 0) >= 2, "the Spark workers to register")
+        yield SparkCluster(url, ui)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 @pytest.fixture
 def python() -> str:
     return sys.executable
@@ -137,6 +212,10 @@ def serve_vllm(python: str, model_dir: str | os.PathLike, name: str, *, args: tu
         else:
             pytest.fail(f"vllm serve did not come up in {timeout_s:g} s; see {log_path}", pytrace=False)
         yield url
+        if proc.poll() is not None:   # it died while in use: say why, from its log
+            log.flush()
+            tail = "".join(Path(log_path).read_text(errors="replace").splitlines(keepends=True)[-40:])
+            pytest.fail(f"vllm serve exited ({proc.returncode}) while in use; log tail:\n{tail}", pytrace=False)
     finally:
         proc.terminate()
         try:

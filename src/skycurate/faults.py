@@ -8,8 +8,8 @@ Prefect server die with it, as with ``kill -9 -PGID``). Unset, a point costs one
 
 Points: ``task:<dataset task>`` (a stage is about to run), ``publish:<dataset>:written`` (its files
 are staged, no number claimed), ``publish:<dataset>:claimed`` (a number is claimed, nothing
-visible), ``swe:validated`` (one candidate's outcome journalled), ``cot:shard`` (one generation
-shard journalled).
+visible). Kills mid-validation and mid-generation need no point: the tests kill when the journal
+shows finished work and a container or engine is busy.
 """
 
 from __future__ import annotations

@@ -223,3 +223,59 @@ def test_workers_can_be_pointed_at_another_docker_host(tmp_path):
         with pytest.raises(SandboxError, match="other.sock"):
             client()
     assert client() is default and client().ping()
+
+
+def test_a_run_killed_mid_validation_resumes_to_the_same_data_and_leaves_no_container(mined, tmp_path):
+    """SIGKILL of the whole run (CLI, Spark, Prefect) once one outcome is journalled and the next
+    candidate's container is busy; the rerun reuses the journalled outcome, sweeps the dead run's
+    container, and publishes what the uninterrupted run published for these candidates."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    fixtures = fixture_repos.build_all(tmp_path / "repos", keys=["calc", "nopass"])
+    export = fixture_repos.write_export(fixtures, tmp_path / "issues.jsonl")
+    store = str(tmp_path / "store")
+    args = ["run", "swe", "--store", store, "--prs", str(export), "--workers", "1", "--timeout", "20", "--json"]
+    for f in fixtures.values():
+        args += ["--repos", str(f.path)]
+    log = open(tmp_path / "killed.log", "w")  # noqa: SIM115 - open while the child runs
+    proc = subprocess.Popen([sys.executable, "-m", "skycurate.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "SKYCURATE_SPARK_MASTER": "local[1]"}, start_new_session=True)
+    results = Path(store, "_work", "swe")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            if list(results.glob("*/results/*.json")) and _leftover_containers():
+                break
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        log.close()
+    tail = "\n".join((tmp_path / "killed.log").read_text(errors="replace").splitlines()[-15:])
+    assert proc.returncode == -signal.SIGKILL, f"the run ended by itself ({proc.returncode}):\n{tail}"
+    journalled = {p: p.stat().st_mtime_ns for p in results.glob("*/results/*.json")}
+    assert len(journalled) == 1 and _leftover_containers(), "killed between two candidates, a container busy"
+    assert not catalog.Catalog(store).exists("swe/instances@latest")
+
+    rerun = _cli(*args)
+    assert rerun.exit_code == 0, rerun.output
+    assert {p: p.stat().st_mtime_ns for p in journalled} == journalled     # the finished outcome was reused
+    assert not _leftover_containers()                                      # the dead run's container is gone
+    assert not [p for p in Path(store).rglob("*") if p.name in ("_staging", "_scratch") or "/_staging/" in str(p)]
+    cat = catalog.Catalog(store)
+    assert cat.versions("swe/instances") == ["v0001"]
+    ids = {f.instance_id for f in fixtures.values()}
+    keep = ("instance_id", "base_commit", "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS", "problem_statement")
+
+    def rows(st: str, name: str, cols: tuple[str, ...]) -> list[tuple]:
+        table = catalog.open(f"{name}@latest", store=st).to_table().to_pylist()
+        return sorted(tuple(json.dumps(r.get(c), sort_keys=True, default=str) for c in cols)
+                      for r in table if r["instance_id"] in ids)
+
+    assert rows(store, "swe/instances", keep) == rows(mined["store"], "swe/instances", keep) != []
+    why = ("instance_id", "stage", "reason")
+    assert rows(store, "swe/rejected", why) == rows(mined["store"], "swe/rejected", why) != []
