@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,47 @@ def _fsync_path(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """Flush every file and folder below ``root`` to disk: a staged dataset version is renamed into
+    place only once all of it would survive a power loss."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync_path(Path(folder, name))
+        _fsync_path(Path(folder))
+
+
+def fsync_folder(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
+    _fsync_path(Path(path))
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's: alive
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: str | os.PathLike) -> int:
+    """Remove the temporaries of ``atomic_path`` in ``folder`` whose writing process has ended (it
+    was killed mid-write): a resumed job leaves no debris. Returns how many were removed."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            m = _TEMPORARY.match(entry.name)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 @contextlib.contextmanager

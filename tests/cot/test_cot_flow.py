@@ -140,6 +140,8 @@ def test_a_killed_run_resumes_without_regenerating_finished_shards(transformers_
     assert shards["reused"] >= len(before) and shards["reused"] + shards["generated"] == GOOD
     for p, (mtime, data) in before.items():      # finished shards were not rewritten
         assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data
+    assert not [p for p in Path(store).rglob("*") if p.name in ("_staging", "_scratch") or "/_staging/" in str(p)]
+    assert not list(work.glob("*/failed-*.parquet")) and not list(work.glob("*/.*.tmp-*"))   # no debris
     # and the result is what an uninterrupted run gave (seeds per shard)
     ref_store, _ = transformers_run
     key = lambda rows: sorted((r["prompt_id"], r["sample_index"], r["completion"]) for r in rows)

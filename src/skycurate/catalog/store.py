@@ -56,7 +56,7 @@ from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, de
                                        spark_reaches, spark_url, write_into)
 from skycurate import faults
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
-from skycurate.localfs import write_atomic
+from skycurate.localfs import fsync_folder, fsync_tree, write_atomic
 from skycurate.redact import redact_obj
 
 STORE_ENV = "SKYCURATE_STORE"
@@ -616,7 +616,9 @@ class Catalog:
         final = posixpath.join(base, version)
         if self.is_local:
             self.fs.pipe_file(posixpath.join(staging, MANIFEST_FILE), manifest.to_json().encode())
+            fsync_tree(staging)        # on disk before it becomes visible: a power loss leaves all or nothing
             os.rename(staging, final)  # atomic; fails if ``final`` exists and is not empty
+            fsync_folder(base)
             return
         for f in [*manifest.files, *manifest.attachments]:
             self.fs.mv(posixpath.join(staging, f.path), posixpath.join(final, f.path))

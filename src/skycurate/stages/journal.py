@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from skycurate.localfs import write_atomic
+from skycurate.localfs import remove_dead_temporaries, write_atomic
 
 
 class Journal:
@@ -21,6 +21,7 @@ class Journal:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(self.folder)   # half-written entries of a killed run
 
     def _path(self, key: str) -> Path:
         if not key or "/" in key or key.startswith("."):

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skycurate.errors import SkycurateError
-from skycurate.localfs import atomic_path
+from skycurate.localfs import atomic_path, remove_dead_temporaries
 from skycurate.schemas.cot import GENERATION_SCHEMA
 from skycurate.schemas.generation import SamplingParams
 
@@ -114,6 +114,7 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
     add_special_tokens=...)`` is a ``Generator.generate``. Returns what was reused and generated;
     the shard files hold the rows."""
     work.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(work)   # shards a killed run was writing
     by_id = {i.id: i for i in items}
     if len(by_id) != len(items):
         raise SkycurateError("generation: prompt ids are not unique")
