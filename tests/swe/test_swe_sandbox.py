@@ -363,8 +363,8 @@ class _DaemonProxy:
     """A unix socket relaying to the real daemon's that drops the first connection asking to wait
     for a container, as a daemon restarting at that moment does; everything else goes through."""
 
-    def __init__(self, path: str, target: str = "/var/run/docker.sock"):
-        self.path, self.target, self.dropped = path, target, 0
+    def __init__(self, path: str, target: str = "/var/run/docker.sock", drop_wait: bool = True):
+        self.path, self.target, self.dropped, self.connections = path, target, 0 if drop_wait else 1, 0
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(path)
         self.server.listen(16)
@@ -376,6 +376,7 @@ class _DaemonProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            self.connections += 1
             upstream = socket.socket(socket.AF_UNIX)
             upstream.connect(self.target)
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
@@ -412,6 +413,33 @@ def test_a_broken_daemon_connection_is_an_error_not_a_timed_out_run(instance, tm
     assert proxy.dropped == 1
     assert str(err.value).startswith("Docker daemon not reachable") and "during sandbox run" in str(err.value)
     assert list_containers(SESSION) == []
+
+
+def test_validation_spreads_over_every_docker_host(base_image, monkeypatch, tmp_path):
+    """Two Docker hosts in the config (the second a socket relaying to the same daemon: a second
+    daemon is not at hand): each gets its base image checked and its own share of the candidates."""
+    from skycurate.sandbox.daemon import daemon_address
+    from skycurate.schemas.swe import ValidationConfig
+    from skycurate.stages.swe import validate as V
+
+    proxy = _DaemonProxy(str(tmp_path / "docker.sock"), drop_wait=False)
+    seen: list[str] = []
+
+    def validate_candidate(c, cfg, log_dir, python="auto"):
+        seen.append(daemon_address())
+        time.sleep(0.3)   # both workers get work
+        return V._reject(c, V.STAGE_VALIDATE, "no_fail_to_pass", "nothing fails before the fix", log_dir)
+
+    monkeypatch.setattr(V, "validate_candidate", validate_candidate)
+    hosts = ["unix:///var/run/docker.sock", f"unix://{proxy.path}"]
+    cands = [{"instance_id": f"acme__calc-{n}", "repo": "acme/calc", "base_commit": f"{n:040x}", "patch": f"p{n}",
+              "test_patch": f"t{n}", "test_files": ["tests/test_calc.py"]} for n in range(4)]
+    try:
+        outcomes = V.validate_all(cands, ValidationConfig(workers=1, docker_hosts=hosts), tmp_path / "work")
+    finally:
+        proxy.close()
+    assert len(outcomes) == 4 and sorted(set(seen)) == sorted(hosts) and len(seen) == 4
+    assert proxy.connections >= 1     # the second host's base image was checked through it
 
 
 def test_non_utf8_output_is_decoded_with_replacement(instance, tmp_path):

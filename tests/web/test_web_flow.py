@@ -117,6 +117,14 @@ def test_sample_crawl_end_to_end(store, sample):
     assert set(states.values()) == {"Cached"}
     assert again["datasets"]["clean"] == refs["clean"]
 
+    # A re-tuned classifier threshold reruns only the stages after the signals: classify and finalize.
+    cfg = _config(crawl, model)
+    cfg.quality_model.threshold = 0.9
+    retuned, states = _run(store, cfg)
+    assert states == {"extract": "Cached", "annotate_and_filter": "Cached", "dedup": "Cached",
+                      "classify": "Completed", "finalize": "Completed"}
+    assert retuned["datasets"]["clean"] != refs["clean"]
+
 
 def test_incremental_run_does_not_readmit_published_pages(store, sample, tmp_path):
     crawl, model = sample
