@@ -279,3 +279,24 @@ def test_a_run_killed_mid_validation_resumes_to_the_same_data_and_leaves_no_cont
     assert rows(store, "swe/instances", keep) == rows(mined["store"], "swe/instances", keep) != []
     why = ("instance_id", "stage", "reason")
     assert rows(store, "swe/rejected", why) == rows(mined["store"], "swe/rejected", why) != []
+
+
+def test_the_swe_flow_on_an_s3_store(mined, s3_store, tmp_path):
+    """Mining (Spark, through the driver's disk) and validation (journal on the local work folder)
+    against an S3-compatible server give what a local store got for the same candidate."""
+    fixtures = fixture_repos.build_all(tmp_path / "repos", keys=["calc"])
+    export = fixture_repos.write_export(fixtures, tmp_path / "issues.jsonl")
+    result = _cli("run", "swe", "--store", s3_store, "--prs", str(export), "--repos", str(fixtures["calc"].path),
+                  "--timeout", "20", "--json")
+    assert result.exit_code == 0, result.output
+    cat = catalog.Catalog(s3_store)
+    out = json.loads(result.stdout)
+    for ref in out["datasets"].values():
+        assert cat.verify(ref["ref"]).ok
+    keep = ("instance_id", "base_commit", "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS")
+    row = lambda r: tuple(json.dumps(r[c], sort_keys=True) for c in keep)  # noqa: E731
+    [got] = [row(r) for r in cat.open("swe/instances@latest").to_table().to_pylist()]
+    assert got in [row(r) for r in catalog.open("swe/instances@latest", store=mined["store"]).to_table().to_pylist()]
+    assert list((tmp_path / "work").glob("*/swe/*/results/*.json"))    # the journal stayed on local disk
+    assert not list((tmp_path / "work").glob("*/scratch/*"))            # Spark's driver-side copies are gone
+    assert not cat.fs.glob(f"{cat.root}/**/_staging/*") and not _leftover_containers()
