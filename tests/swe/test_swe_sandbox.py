@@ -359,6 +359,81 @@ def test_timeout_kills_the_container(instance):
     assert list_containers(SESSION) == []
 
 
+
+HOSTILE_TESTS = '''
+import os
+import socket
+import time
+
+HOST, PORT = "HOST_ADDR", HOST_PORT
+
+
+def test_dial_the_host():
+    with socket.create_connection((HOST, PORT), timeout=3):
+        pass
+
+
+def test_write_outside_the_work_folder():
+    for path in ("/etc/skycurate-pwned", "/opt/venv/pwned", "/usr/local/bin/pwned", "/pwned"):
+        try:
+            open(path, "w").write("x")
+        except OSError:
+            continue
+        raise AssertionError(f"wrote {path}")
+
+
+def test_fork_bomb():
+    children = 0
+    try:
+        while children < 100_000:
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            children += 1
+    except OSError:
+        pass
+    print(f"FORKED {children}")
+    assert children < 100_000
+'''
+
+MEMORY_HOG = '''
+def test_eat_memory():
+    hoard = []
+    while True:
+        hoard.append(b"x" * (32 << 20))   # written, not merely reserved
+'''
+
+
+def test_a_hostile_test_suite_is_contained_and_reported(instance, docker_client):
+    """Tests that dial a listener on the host, write outside the work folder, fork-bomb and eat
+    memory: every attempt fails inside the container, the run reports it (statuses; OOM kill), the
+    listener sees no connection, the daemon still answers and no container is left."""
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(8)
+    listener.settimeout(1)
+    tests = HOSTILE_TESTS.replace("HOST_ADDR", _bridge_gateway(docker_client)).replace(
+        "HOST_PORT", str(listener.getsockname()[1]))
+    limits = SandboxLimits(timeout_s=120, memory="256m", pids=64)
+    try:
+        res = run(instance.tag, patches=[new_file_patch("tests/test_hostile.py", tests)], test_cmd=TEST_CMD + " -s",
+                  test_files=["tests/test_hostile.py"], limits=limits)
+        assert res.statuses == {"tests/test_hostile.py::test_dial_the_host": "FAILED",
+                                "tests/test_hostile.py::test_write_outside_the_work_folder": "PASSED",
+                                "tests/test_hostile.py::test_fork_bomb": "PASSED"}, res.log_text[-3000:]
+        forked = int(res.log_text.split("FORKED ")[1].split()[0])
+        assert forked < limits.pids                    # the pids limit stopped the bomb
+        with pytest.raises(TimeoutError):
+            listener.accept()                          # nothing reached the host
+    finally:
+        listener.close()
+    hog = run(instance.tag, patches=[new_file_patch("tests/test_hog.py", MEMORY_HOG)], test_cmd=TEST_CMD,
+              test_files=["tests/test_hog.py"], limits=limits)
+    assert hog.oom_killed and not hog.timed_out and "tests/test_hog.py::test_eat_memory" not in hog.statuses
+    assert "Out of memory: the container was killed by the OOM killer" in hog.log_text
+    assert docker_client.ping() and list_containers(SESSION) == []
+
+
 class _DaemonProxy:
     """A unix socket relaying to the real daemon's that drops the first connection asking to wait
     for a container, as a daemon restarting at that moment does; everything else goes through."""
@@ -676,77 +751,3 @@ def test_a_failed_build_is_summed_up_by_its_cause_not_by_pips_closing_hint():
     assert _last_line("+ make\nbuilding\nld: cannot find -lfoo\n") == "ld: cannot find -lfoo"
     assert _last_line("  raise Failed(msg=reason)\nFailed: [pytest] section in setup.cfg files is no longer "
                       "supported\n>>>>> End Test Output (exit 1)\n").startswith("Failed: [pytest] section")
-
-
-HOSTILE_TESTS = '''
-import os
-import socket
-import time
-
-HOST, PORT = "HOST_ADDR", HOST_PORT
-
-
-def test_dial_the_host():
-    with socket.create_connection((HOST, PORT), timeout=3):
-        pass
-
-
-def test_write_outside_the_work_folder():
-    for path in ("/etc/skycurate-pwned", "/opt/venv/pwned", "/usr/local/bin/pwned", "/pwned"):
-        try:
-            open(path, "w").write("x")
-        except OSError:
-            continue
-        raise AssertionError(f"wrote {path}")
-
-
-def test_fork_bomb():
-    children = 0
-    try:
-        while children < 100_000:
-            if os.fork() == 0:
-                time.sleep(60)
-                os._exit(0)
-            children += 1
-    except OSError:
-        pass
-    print(f"FORKED {children}")
-    assert children < 100_000
-'''
-
-MEMORY_HOG = '''
-def test_eat_memory():
-    hoard = []
-    while True:
-        hoard.append(b"x" * (32 << 20))   # written, not merely reserved
-'''
-
-
-def test_a_hostile_test_suite_is_contained_and_reported(instance, docker_client):
-    """Tests that dial a listener on the host, write outside the work folder, fork-bomb and eat
-    memory: every attempt fails inside the container, the run reports it (statuses; OOM kill), the
-    listener sees no connection, the daemon still answers and no container is left."""
-    listener = socket.socket()
-    listener.bind(("0.0.0.0", 0))
-    listener.listen(8)
-    listener.settimeout(1)
-    tests = HOSTILE_TESTS.replace("HOST_ADDR", _bridge_gateway(docker_client)).replace(
-        "HOST_PORT", str(listener.getsockname()[1]))
-    limits = SandboxLimits(timeout_s=120, memory="256m", pids=64)
-    try:
-        res = run(instance.tag, patches=[new_file_patch("tests/test_hostile.py", tests)], test_cmd=TEST_CMD + " -s",
-                  test_files=["tests/test_hostile.py"], limits=limits)
-        assert res.statuses == {"tests/test_hostile.py::test_dial_the_host": "FAILED",
-                                "tests/test_hostile.py::test_write_outside_the_work_folder": "PASSED",
-                                "tests/test_hostile.py::test_fork_bomb": "PASSED"}, res.log_text[-3000:]
-        forked = int(res.log_text.split("FORKED ")[1].split()[0])
-        assert forked < limits.pids                    # the pids limit stopped the bomb
-        with pytest.raises(TimeoutError):
-            listener.accept()                          # nothing reached the host
-    finally:
-        listener.close()
-    hog = run(instance.tag, patches=[new_file_patch("tests/test_hog.py", MEMORY_HOG)], test_cmd=TEST_CMD,
-              test_files=["tests/test_hog.py"], limits=limits)
-    assert hog.oom_killed and not hog.timed_out and "tests/test_hog.py::test_eat_memory" not in hog.statuses
-    assert "Out of memory: the container was killed by the OOM killer" in hog.log_text
-    assert docker_client.ping() and list_containers(SESSION) == []
