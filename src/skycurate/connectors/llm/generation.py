@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 from skycurate.connectors.llm import EngineError
@@ -53,8 +53,9 @@ class Generator(Protocol):
     name: str
 
     def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
-                 add_special_tokens: bool = True) -> list[list[Generation]]:
-        """``n`` generations per prompt, in prompt order."""
+                 add_special_tokens: bool = True,
+                 images: Sequence[Sequence[bytes]] | None = None) -> list[list[Generation]]:
+        """``n`` generations per prompt, in prompt order; ``images[i]``: prompt ``i``'s encoded images."""
         ...
 
     def close(self) -> None:
@@ -74,6 +75,15 @@ def resolve_penalties(prompts: Sequence[str], params: SamplingParams,
     if bad:
         raise ValueError(f"repetition penalties must be > 0, got {bad[0]}")
     return out
+
+
+def resolve_images(prompts: Sequence[str], images: Sequence[Sequence[bytes]] | None) -> list[list[bytes]]:
+    """One (possibly empty) list of encoded images per prompt."""
+    if images is None:
+        return [[] for _ in prompts]
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} image lists for {len(prompts)} prompts")
+    return [list(x or ()) for x in images]
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -96,9 +106,18 @@ class TransformersGenerator:
         self.name = f"transformers:{path.name}"
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.batch_size = batch_size
+        self.processor = None      # a vision-language model's processor: images go through it
         try:
-            self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
+            if (path / "preprocessor_config.json").is_file() or (path / "processor_config.json").is_file():
+                from transformers import AutoModelForImageTextToText, AutoProcessor
+
+                self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+                self.tok = self.processor.tokenizer
+                model_cls = AutoModelForImageTextToText
+            else:
+                self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                model_cls = AutoModelForCausalLM
+            self.model = model_cls.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - one line for the user, whatever failed
             raise EngineError(f"cannot load the model in {path}: {type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
@@ -106,14 +125,29 @@ class TransformersGenerator:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token or self.tok.unk_token
 
+    def _encode(self, texts: list[str], images: list[list[bytes]], add_special_tokens: bool) -> Any:
+        """Token ids (and pixel values) of one batch: a vision-language model's processor places
+        each prompt's images at its image tokens, in order."""
+        if not any(images):
+            return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+        if self.processor is None:
+            raise EngineError("prompts with images need a vision-language model (a folder with its processor)")
+        from skycurate.connectors.llm.images import to_rgb
+
+        flat = [to_rgb(b) for pics in images for b in pics]
+        return self.processor(text=texts, images=flat, return_tensors="pt", padding=True,
+                              add_special_tokens=add_special_tokens)
+
     def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
-                 add_special_tokens: bool = True) -> list[list[Generation]]:
+                 add_special_tokens: bool = True,
+                 images: Sequence[Sequence[bytes]] | None = None) -> list[list[Generation]]:
         """Prompts with the same penalty share batches (``repetition_penalty`` is per ``generate``
         call); within a penalty, longest first. ``torch.manual_seed(params.seed)`` at the start:
-        the same call gives the same samples."""
+        the same call gives the same samples. ``images[i]``: prompt ``i``'s encoded images."""
         import torch
 
         pens = resolve_penalties(prompts, params, penalties)
+        pics = resolve_images(prompts, images)
         out: list[list[Generation]] = [[] for _ in prompts]
         groups: dict[float, list[int]] = {}
         for i, pen in enumerate(pens):
@@ -129,8 +163,8 @@ class TransformersGenerator:
             order = sorted(groups[pen], key=lambda i: len(prompts[i]), reverse=True)
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                               add_special_tokens=add_special_tokens).to(self.device)
+                enc = self._encode([prompts[i] for i in idx], [pics[i] for i in idx],
+                                   add_special_tokens).to(self.device)
                 with torch.inference_mode():
                     gen = self.model.generate(
                         **enc, max_new_tokens=params.max_new_tokens, num_return_sequences=n_gen,
@@ -203,8 +237,10 @@ class OpenAIGenerator:
                                    headers={"Authorization": f"Bearer {key or 'EMPTY'}"})
 
     def _request(self, prompt: str, params: SamplingParams, seed: int, penalty: float,
-                 add_special_tokens: bool) -> dict:
+                 add_special_tokens: bool, images: Sequence[bytes] = ()) -> dict:
         import httpx
+
+        from skycurate.connectors.llm.images import chat_content
 
         # greedy decoding has one answer (vLLM refuses n > 1 then): ask once, repeat it n times
         body = {"model": self.model, "n": params.n if params.temperature > 0 else 1, "max_tokens": params.max_new_tokens,
@@ -215,7 +251,10 @@ class OpenAIGenerator:
             body["repetition_penalty"] = penalty        # a vLLM extra parameter
         if self.chat:
             system = [{"role": "system", "content": self.system}] if self.system else []
-            path, body["messages"] = "/chat/completions", [*system, {"role": "user", "content": prompt}]
+            path, body["messages"] = "/chat/completions", [*system, {"role": "user",
+                                                                     "content": chat_content(prompt, list(images))}]
+        elif images:
+            raise EngineError("prompts with images need a chat endpoint: set template.mode to chat")
         else:
             path, body["prompt"] = "/completions", prompt
             if not add_special_tokens:
@@ -236,9 +275,9 @@ class OpenAIGenerator:
         raise EngineError(last or "request failed")
 
     def _one(self, prompt: str, params: SamplingParams, seed: int, penalty: float,
-             add_special_tokens: bool) -> list[Generation]:
+             add_special_tokens: bool, images: Sequence[bytes] = ()) -> list[Generation]:
         try:
-            data = self._request(prompt, params, seed, penalty, add_special_tokens)
+            data = self._request(prompt, params, seed, penalty, add_special_tokens, images)
         except EngineError as e:
             return [Generation(text="", finish_reason="error", error=str(e)) for _ in range(params.n)]
         usage = data.get("usage") or {}
@@ -255,13 +294,16 @@ class OpenAIGenerator:
                         for _ in range(params.n)]
 
     def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
-                 add_special_tokens: bool = True) -> list[list[Generation]]:
-        """Prompt ``i`` is sent with seed ``params.seed + i``; ``completion_tokens`` is the
-        response's ``usage`` divided by ``n`` (endpoints count all choices together)."""
+                 add_special_tokens: bool = True,
+                 images: Sequence[Sequence[bytes]] | None = None) -> list[list[Generation]]:
+        """Prompt ``i`` is sent with seed ``params.seed + i`` and its ``images[i]`` (data URLs before
+        the text of a chat turn); ``completion_tokens`` is the response's ``usage`` divided by ``n``
+        (endpoints count all choices together)."""
         pens = resolve_penalties(prompts, params, penalties)
+        pics = resolve_images(prompts, images)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda i: self._one(prompts[i], params, params.seed + i, pens[i], add_special_tokens),
-                                 range(len(prompts))))
+            return list(pool.map(lambda i: self._one(prompts[i], params, params.seed + i, pens[i], add_special_tokens,
+                                                     pics[i]), range(len(prompts))))
 
     def close(self) -> None:
         self.client.close()

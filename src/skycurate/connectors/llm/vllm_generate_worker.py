@@ -12,7 +12,10 @@ to stderr, which the parent sends to a log file):
    or ``{"ok": false, "error": ONE_LINE}`` (and the worker exits 1).
 2. stdin, then: ``{"input": IN.json, "output": OUT.json}`` per request. ``IN.json`` holds
    ``{"prompts": [str], "seeds": [int], "penalties": [float], "add_special_tokens": bool, "n": int,
-   "temperature": float, "top_p": float, "max_tokens": int, "stop": [str]}``. All prompts go to
+   "temperature": float, "top_p": float, "max_tokens": int, "stop": [str]}`` and optionally
+   ``"images": [[image file path, ...] per prompt]``: a prompt with images goes with ``multi_modal_data``
+   (the engine expands each image token of the prompt to the picture's tokens; ``prompt_tokens`` counts them).
+   All prompts go to
    one ``LLM.generate`` call (prefix caching on by default); greedy (temperature 0) generates once
    and repeats the answer ``n`` times. ``OUT.json`` is written atomically
    (temporary name, then ``os.replace``): ``{"results": [[{"text", "finish_reason", "prompt_tokens",
@@ -76,6 +79,24 @@ def _write_atomic(path: str, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+class _ImagePrompt(list):
+    """A prompt with pictures: its text tokens (for the length checks) plus what ``LLM.generate``
+    needs to place the images (``multi_modal_data``: decoded pictures, in order)."""
+
+    def __init__(self, ids: list, paths: list) -> None:
+        super().__init__(ids)
+        self.paths = paths
+
+    def request(self, tokens_prompt) -> dict:
+        from PIL import Image
+
+        pictures = []
+        for path in self.paths:
+            with Image.open(path) as img:
+                pictures.append(img.convert("RGB"))
+        return tokens_prompt(prompt_token_ids=list(self), multi_modal_data={"image": pictures})
+
+
 class EngineFailure(Exception):
     """The engine failed while running a request: its state is unknown, the worker must end."""
 
@@ -92,10 +113,13 @@ def _generate(llm, tokenizer, max_model_len: int, job: dict, sampling_params, to
     if not len(seeds) == len(penalties) == len(prompts):
         raise ValueError("prompts, seeds and penalties differ in length")
     add = bool(job.get("add_special_tokens", True))
+    images = job.get("images") or [[] for _ in prompts]
     results: list = [None] * len(prompts)
     todo, params = [], []
     for i, text in enumerate(prompts):
         ids = list(tokenizer.encode(text, add_special_tokens=add))
+        if images[i]:   # the engine expands each image token of the ids to the picture's tokens
+            ids = _ImagePrompt(ids, images[i])
         problem = None
         if not ids:
             problem = "empty prompt (no tokens)"
@@ -110,8 +134,9 @@ def _generate(llm, tokenizer, max_model_len: int, job: dict, sampling_params, to
                                       max_tokens=int(job["max_tokens"]), stop=list(job.get("stop") or []) or None,
                                       seed=int(seeds[i]), repetition_penalty=float(penalties[i])))
     try:
-        outputs = llm.generate([tokens_prompt(prompt_token_ids=ids) for _, ids in todo], params,
-                               use_tqdm=False) if todo else []
+        requests = [ids.request(tokens_prompt) if isinstance(ids, _ImagePrompt)
+                    else tokens_prompt(prompt_token_ids=ids) for _, ids in todo]
+        outputs = llm.generate(requests, params, use_tqdm=False) if todo else []
     except ValueError:
         raise              # the request was refused (vLLM's validation errors); vLLM aborted what it added
     except Exception as e:
@@ -120,7 +145,8 @@ def _generate(llm, tokenizer, max_model_len: int, job: dict, sampling_params, to
         rows = []
         for c in sorted(res.outputs, key=lambda c: c.index):
             reason = c.finish_reason if c.finish_reason in ("stop", "length") else None
-            rows.append({"text": c.text, "finish_reason": reason or "error", "prompt_tokens": len(ids),
+            rows.append({"text": c.text, "finish_reason": reason or "error",
+                         "prompt_tokens": len(res.prompt_token_ids or ids),
                          "completion_tokens": len(c.token_ids),
                          "error": None if reason else f"finish_reason {c.finish_reason!r}"})
         results[i] = rows * n if greedy else rows

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from skycurate.connectors.llm import EngineError
-from skycurate.connectors.llm.generation import Generation, resolve_penalties
+from skycurate.connectors.llm.generation import Generation, resolve_images, resolve_penalties
 from skycurate.connectors.llm.vllm_process import find_vllm_python
 from skycurate.schemas.generation import SamplingParams
 
@@ -262,15 +262,32 @@ class VllmGenerator:
 
     # ------------------------------------------------------------------ generation
 
+    def _image_file(self, data: bytes, written: list[Path]) -> str:
+        import hashlib
+        import tempfile
+
+        self._tmp = self._tmp or tempfile.mkdtemp(prefix="skycurate-vllm-gen-")
+        path = Path(self._tmp, f"image-{hashlib.sha256(data).hexdigest()[:24]}")  # type: ignore[arg-type]
+        if path not in written:
+            path.write_bytes(data)
+            written.append(path)
+        return str(path)
+
     def generate(self, prompts: Sequence[str], params: SamplingParams, *, penalties: Sequence[float] | None = None,
-                 add_special_tokens: bool = True) -> list[list[Generation]]:
-        """All prompts in one ``LLM.generate``; prompt ``i`` seeded with ``params.seed + i``."""
+                 add_special_tokens: bool = True,
+                 images: Sequence[Sequence[bytes]] | None = None) -> list[list[Generation]]:
+        """All prompts in one ``LLM.generate``; prompt ``i`` seeded with ``params.seed + i``, with its
+        ``images[i]`` as ``multi_modal_data`` (written to files the worker reads)."""
         pens = resolve_penalties(prompts, params, penalties)
+        pics = resolve_images(prompts, images)
         if not prompts:
             return []
         job = {"prompts": list(prompts), "seeds": [params.seed + i for i in range(len(prompts))], "penalties": pens,
                "add_special_tokens": add_special_tokens, "n": params.n, "temperature": params.temperature,
                "top_p": params.top_p, "max_tokens": params.max_new_tokens, "stop": list(params.stop)}
+        written: list[Path] = []
+        if any(pics):
+            job["images"] = [[self._image_file(b, written) for b in row] for row in pics]
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 if self._proc is not None:
@@ -296,6 +313,8 @@ class VllmGenerator:
             finally:
                 src.unlink(missing_ok=True)
                 dst.unlink(missing_ok=True)
+                for f in written:
+                    f.unlink(missing_ok=True)
         if len(results) != len(prompts):
             raise EngineError(f"vllm worker answered {len(results)} results for {len(prompts)} prompts")
         return [[Generation(text=r["text"], finish_reason=r["finish_reason"], prompt_tokens=r["prompt_tokens"],

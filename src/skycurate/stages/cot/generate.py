@@ -47,6 +47,7 @@ class PromptItem:
     id: str
     text: str                      # what the engine gets (templated prompt, or the user turn for chat endpoints)
     penalty: float = 1.0           # R1V repetition penalty P for this prompt
+    images: tuple[bytes, ...] = ()  # encoded images (PNG, JPEG, ...) the engine gets with the text, in order
 
 
 @dataclass
@@ -82,7 +83,8 @@ def plan_shards(ids: Sequence[str], shard_size: int) -> list[list[str]]:
 
 def shard_digest(items: Sequence[PromptItem]) -> str:
     """The content hash that names a shard and seeds it."""
-    payload = json.dumps([(i.id, i.text, i.penalty) for i in items], ensure_ascii=False)
+    payload = json.dumps([(i.id, i.text, i.penalty, *[hashlib.sha256(b).hexdigest() for b in i.images])
+                          for i in items], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -133,9 +135,10 @@ def run_shards(items: Sequence[PromptItem], generate: Callable[..., list], param
             continue
         shard_params = params.model_copy(update={"seed": params.seed + int(digest[:8], 16)})
         penalties = [b.penalty for b in batch]
+        extra = {"images": [list(b.images) for b in batch]} if any(b.images for b in batch) else {}
         outputs = generate([b.text for b in batch], shard_params,
                            penalties=None if all(p == 1.0 for p in penalties) else penalties,
-                           add_special_tokens=add_special_tokens)
+                           add_special_tokens=add_special_tokens, **extra)
         table = _rows(digest, batch, outputs, shard_params.seed)
         if table.num_rows and (table["error"].null_count == 0
                                or any(transient_error(e) for e in table["error"].to_pylist())):

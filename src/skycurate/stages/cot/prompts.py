@@ -337,8 +337,9 @@ def user_content(question: str, tcfg: S.TemplateConfig) -> str:
     return tcfg.user_template.replace("{question}", question)
 
 
-def render(question: str, tcfg: S.TemplateConfig, tokenizer: Any | None) -> str:
-    """The prompt text the teacher gets (``assistant_prefix`` included)."""
+def render(question: str, tcfg: S.TemplateConfig, tokenizer: Any | None, n_images: int = 0) -> str:
+    """The prompt text the teacher gets (``assistant_prefix`` included). ``n_images``: the user turn
+    starts with that many image parts, which the model's chat template turns into its image tokens."""
     if tcfg.mode == "raw":
         text = tcfg.template.replace("{system}", tcfg.system or "").replace("{question}", question)
         return text + tcfg.assistant_prefix
@@ -346,8 +347,11 @@ def render(question: str, tcfg: S.TemplateConfig, tokenizer: Any | None) -> str:
         from skycurate.errors import SkycurateError
 
         raise SkycurateError("chat templating needs the teacher's tokenizer: give teacher.tokenizer (a local folder)")
+    content: Any = user_content(question, tcfg)
+    if n_images:
+        content = [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": content}]
     messages = ([{"role": "system", "content": tcfg.system}] if tcfg.system else []) + [
-        {"role": "user", "content": user_content(question, tcfg)}]
+        {"role": "user", "content": content}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + tcfg.assistant_prefix
 
 
@@ -378,8 +382,16 @@ def generation_items(table: pa.Table, template: S.TemplateConfig, teacher: S.Eng
 
     ids = table["id"].to_pylist()
     questions = table["question"].to_pylist()
+    images = ([list(x or ()) for x in table["images"].to_pylist()] if "images" in table.column_names
+              else [[] for _ in ids])
+    if template.mode == "raw" and any(images):
+        from skycurate.errors import SkycurateError
+
+        raise SkycurateError("prompts with images need chat templating (the model's chat template places the "
+                             "image tokens): set template.mode to chat")
     chat_endpoint = teacher.engine == "openai" and template.mode == "chat"
-    texts = [user_content(q, template) if chat_endpoint else render(q, template, tokenizer) for q in questions]
+    texts = [user_content(q, template) if chat_endpoint else render(q, template, tokenizer, len(pics))
+             for q, pics in zip(questions, images, strict=True)]
     penalties = repetition_penalties(table["s_v"], table["s_t"], table["s_i"], gen.alpha, gen.beta, gen.gamma)
     context = context_length(teacher, tokenizer)
     counts: list[int | None] = [None] * len(texts)
@@ -394,7 +406,7 @@ def generation_items(table: pa.Table, template: S.TemplateConfig, teacher: S.Eng
                              "detail": f"{n_tok} prompt tokens + {gen.sampling.max_new_tokens} new tokens > "
                                        f"context {context}", "question": questions[i][:2000], "record": None})
             continue
-        items.append(PromptItem(id=pid, text=text, penalty=float(penalties[i])))
+        items.append(PromptItem(id=pid, text=text, penalty=float(penalties[i]), images=tuple(images[i])))
     users = [user_content(q, template) if template.mode == "chat" else q for q in questions]
     extra = pa.table({"prompt_id": pa.array(ids, pa.string()), "user_content": pa.array(users, pa.string()),
                       "prompt_tokens_counted": pa.array(counts, pa.int32())})   # typed: no prompts is a valid input
