@@ -25,7 +25,7 @@ def test_every_run_command_names_a_flow_taking_its_config_and_a_preflight_check(
     from prefect import Flow
 
     assert set(RUN_COMMANDS) == {"hello", "web", "decontaminate", "leakage-audit", "leakage-reference", "distill",
-                                 "swe", "swe-validate-patches", "preference"}
+                                 "swe", "swe-validate-patches", "preference", "evaluate"}
     for name, (config_model, flow) in RUN_COMMANDS.items():
         model, flow_obj = _load(config_model), _load(flow)
         assert issubclass(model, FlowConfig) and isinstance(flow_obj, Flow), name

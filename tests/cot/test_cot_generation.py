@@ -23,6 +23,7 @@ from skycurate.connectors.llm import EngineError
 from skycurate.connectors.llm import generation as G
 from skycurate.connectors.llm.generation import Generation, OpenAIGenerator
 from skycurate.connectors.llm.vllm_generation import VllmGenerator
+from skycurate.errors import SkycurateError
 from skycurate.samples import cot
 from skycurate.schemas.generation import SamplingParams
 
@@ -375,3 +376,15 @@ def test_engine_errors_and_timeouts_are_retried_with_backoff_then_reported(serve
     finally:
         gen.close()
         proxy.close()
+
+
+def test_a_served_text_model_refuses_image_prompts_before_generation(served):
+    """A ``vllm serve`` of a text-only model answers an image with HTTP 400: the one-token probe turns
+    that into one clear error before any prompt is generated."""
+    from skycurate.schemas.engine import EngineConfig
+    from skycurate.stages.cot.teacher import require_vision
+
+    gen = OpenAIGenerator(served, "teacher", chat=True, retries=0)
+    with pytest.raises(SkycurateError, match=r"^3 prompt\(s\) have images but the served model teacher at "
+                                             r"http://127\.0\.0\.1:\d+/v1 refused an image \(HTTP 400"):
+        require_vision(EngineConfig(engine="openai", model="teacher", base_url=served), 3, gen.generate)

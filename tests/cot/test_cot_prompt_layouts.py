@@ -140,11 +140,11 @@ def test_letter_options_answers(answer, reference):
 def test_skycurate_rows_pass_through():
     row = {"id": 12, "question": "  What is 2+2?\n", "reference_answer": 4, "answer_type": "Numeric",
            "images": ["a.png", "b.png"], "domain": "arith", "source": "unit", "difficulty": 0.25,
-           "s_v": 0.5, "s_t": 0.75, "s_i": 1.0, "lang": "en"}
+           "s_v": 0.5, "s_t": 0.75, "s_i": 1.0, "lang": "en", "rationale": "2 and 2 make 4"}
     assert _canonical(row) == {"id": "12", "question": "  What is 2+2?\n", "reference_answer": "4",
                                "answer_type": "numeric", "images": ["a.png", "b.png"], "domain": "arith",
                                "source": "unit", "difficulty": 0.25, "s_v": 0.5, "s_t": 0.75, "s_i": 1.0,
-                               "lang": "en"}
+                               "lang": "en", "explanation": "2 and 2 make 4"}
 
 
 @pytest.mark.parametrize("reference, default, expected", [

@@ -225,6 +225,10 @@ def _report_distill(result: dict, cfg: Any) -> None:
                  f"{s['shards']['generated']} generated, {s['shards']['reused']} reused")
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items(), key=lambda kv: -kv[1]))
     stdout.print(f"why prompts gave no chain: {reasons or 'none'}")
+    if "judge" in s:
+        j = s["judge"]
+        stdout.print(f"judge: {j['asked']:,} questions asked, {j['quarantined']:,} replies decided nothing "
+                     "(cot/judge-quarantine)")
     stdout.print("train on it: datasets.load_dataset('parquet', data_files='<cot/sft uri>/*.parquet') "
                  "-> the 'messages' column")
 
@@ -246,6 +250,13 @@ def run_distill(
     shard_size: Annotated[Optional[int], typer.Option(min=1, help="Prompts per resumable shard.")] = None,
     benchmark: BenchmarkOpt = None,
     benchmarks: BenchmarksFileOpt = None,
+    judge_model: Annotated[Optional[str], typer.Option(
+        help="Judge for what rules cannot decide: local model folder, or the served model name (openai).")] = None,
+    judge_engine: Annotated[Optional[str], typer.Option(
+        help="Engine of the judge: vllm, openai or transformers.")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(help="Endpoint of an openai judge.")] = None,
+    judge_scores: Annotated[Optional[bool], typer.Option(
+        "--judge-scores/--no-judge-scores", help="Let the judge score s_v/s_t/s_i of prompts that lack them.")] = None,
 ) -> dict[str, Any]:
     """CoT distillation: prompts -> teacher samples -> verified chains of adaptive length -> cot/sft."""
     return {"prompts": prompts, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
@@ -253,7 +264,85 @@ def run_distill(
             "generate.samples": samples, "generate.sampling.max_new_tokens": max_new_tokens,
             "generate.sampling.temperature": temperature, "generate.shard_size": shard_size,
             "template.template": template.replace("\\n", "\n") if template else None,
-            "template.mode": None if chat is None else ("chat" if chat else "raw")}
+            "template.mode": None if chat is None else ("chat" if chat else "raw"),
+            "judge.engine.model": judge_model, "judge.engine.engine": judge_engine,
+            "judge.engine.base_url": judge_base_url, "judge.scores": judge_scores}
+
+
+def _report_evaluate(result: dict, cfg: Any) -> None:
+    """The accuracy table (benchmark x subject rows, one column per model), what was quarantined, the chart."""
+    from skycurate.reporting.evaluate import accuracy_pivot
+
+    models, cells = accuracy_pivot(result["accuracy"])
+    t = Table(title="accuracy: correct / samples (undecided and failed answers count as wrong)")
+    for col in ("benchmark", "subject", "items", *models):
+        t.add_column(col, justify="left" if col in ("benchmark", "subject") else "right", no_wrap=True)
+    for bench, subject, by_model in cells:
+        items = max(r["items"] for r in by_model.values())
+        t.add_row(bench, f"[bold]{subject}[/]" if subject == "all" else subject, f"{items:,}",
+                  *(f"{r['accuracy']:.1%} ({r['correct']}/{r['n']})" if r["accuracy"] is not None else "-"
+                    for r in (by_model.get(m) or {"accuracy": None} for m in models)))
+    stdout.print(t)
+    s = result["stats"]
+    for bench, c in s["by_benchmark"].items():
+        stdout.print(f"{bench}: {c['rows']:,} rows ({c['layout']} layout) -> {c['items']:,} items, "
+                     f"{c['quarantined']:,} quarantined")
+    if s["quarantined"]:
+        stdout.print(f"why quarantined: {', '.join(f'{k} {v}' for k, v in s['quarantine_by_reason'].items())}")
+    for r in result["accuracy"]:
+        if r["subject"] == "all" and (r["undecided"] or r["errors"]):
+            stdout.print(f"{r['benchmark']} x {r['model']}: {r['undecided']} undecided, {r['errors']} failed")
+    if s.get("judge"):
+        j = s["judge"]
+        stdout.print(f"judge: {j['asked']:,} undecided answers asked, {j['decided']:,} decided, "
+                     f"{j['quarantined']:,} replies unparsable (eval/judge-quarantine)")
+    stdout.print(f"chart: {result['datasets']['accuracy'].uri}/_charts.png")
+
+
+@_flow_command("evaluate", "skycurate.schemas.evaluate:EvalFlowConfig", "skycurate.flows.evaluate:evaluate_flow",
+               report=_report_evaluate, json_extra=("stats", "accuracy"))
+def run_evaluate(
+    benchmark: BenchmarkOpt = None,
+    benchmarks: BenchmarksFileOpt = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        help="A model to evaluate (repeatable): local folder, or the served name with --engine openai.")] = None,
+    engine: Annotated[Optional[str], typer.Option(
+        help="Engine of every --model: transformers, vllm or openai (an OpenAI-compatible endpoint).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(
+        help="Endpoint of the openai engine, e.g. http://127.0.0.1:8000/v1.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="transformers: auto, cpu or cuda.")] = None,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Answers per item (accuracy averages them).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Longest answer, in tokens.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="Sampling temperature (0 = greedy).")] = None,
+    template: Annotated[Optional[str], typer.Option(
+        help="Raw prompt template with {question}, e.g. 'Question: {question}\\nAnswer:'.")] = None,
+    chat: Annotated[Optional[bool], typer.Option("--chat/--raw", help="Use each model's chat template.")] = None,
+    system: Annotated[Optional[str], typer.Option(
+        help="System prompt, e.g. 'Put the final answer in \\boxed{}.'")] = None,
+    subject_field: Annotated[Optional[str], typer.Option(
+        help="Column of the subject (default: subject, category, domain or source).")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(min=1, help="Items per resumable shard.")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(
+        help="Judge for answers the rules leave undecided: local folder, or served name (openai).")] = None,
+    judge_engine: Annotated[Optional[str], typer.Option(
+        help="Engine of the judge: vllm, openai or transformers.")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(help="Endpoint of an openai judge.")] = None,
+) -> dict[str, Any]:
+    """Benchmark evaluation: each model answers the test splits; verified answers -> accuracy per model and subject."""
+    import skycurate.flows._preflight_evaluate  # noqa: F401 - its checks run before Prefect starts
+
+    if (engine or base_url or device) and not model:
+        raise SkycurateError("--engine, --base-url and --device apply to --model; pass --model too "
+                             "(or set models in --config)")
+    models = [{k: v for k, v in {"model": m, "engine": engine, "base_url": base_url, "device": device}.items()
+               if v is not None} for m in model or []]
+    return {"benchmarks": _benchmark_overrides(benchmark, benchmarks), "models": models or None,
+            "subject_field": subject_field, "generate.samples": samples,
+            "generate.sampling.max_new_tokens": max_new_tokens, "generate.sampling.temperature": temperature,
+            "generate.shard_size": shard_size, "template.template": template.replace("\\n", "\n") if template else None,
+            "template.mode": None if chat is None else ("chat" if chat else "raw"), "template.system": system,
+            "judge.engine.model": judge_model, "judge.engine.engine": judge_engine,
+            "judge.engine.base_url": judge_base_url}
 
 
 @_flow_command("swe", "skycurate.schemas.swe_flow:SweConfig", "skycurate.flows.swe_mining:swe_flow")

@@ -192,6 +192,11 @@ def load_benchmark(spec: BenchmarkSpec, splits: Sequence[str] | None = None) -> 
     A split in ``splits`` that the benchmark lacks is an error (decontaminating against a
     test split that is not there must not pass silently).
     """
+    return {split: _read_split(spec, split, paths) for split, paths in _selected_files(spec, splits).items()}
+
+
+def _selected_files(spec: BenchmarkSpec, splits: Sequence[str] | None) -> dict[str, list[Path]]:
+    """split -> files for ``splits`` (every split when None); a missing or unknown split is an error."""
     files = benchmark_files(spec)
     if splits is not None:
         unknown = [s for s in splits if s not in SPLITS]
@@ -204,7 +209,55 @@ def load_benchmark(spec: BenchmarkSpec, splits: Sequence[str] | None = None) -> 
                    else f"found {', '.join(files)}")
             raise BenchmarkError(f"benchmark {spec.name}: no {'/'.join(missing)} split in {spec.path} ({how})")
         files = {s: files[s] for s in splits}
-    return {split: _read_split(spec, split, paths) for split, paths in files.items()}
+    return files
+
+
+IMAGE_FIELDS = ("images", "image")
+
+
+def _image_bytes(value: Any, folder: Path, name: str, where: str) -> bytes:
+    """One image value: raw bytes, a Hugging Face ``{"bytes", "path"}`` struct, a base64 data URL, or a path
+    (relative to the benchmark file's folder)."""
+    import base64
+    import binascii
+
+    if isinstance(value, dict):
+        if isinstance(value.get("bytes"), str):   # a struct written to JSON carries its bytes as base64
+            value = {"bytes": f"data:;base64,{value['bytes']}"}
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("data:"):
+        try:
+            return base64.b64decode(value.split(",", 1)[1], validate=True)
+        except (IndexError, binascii.Error):
+            raise BenchmarkError(f"benchmark {name}: a data URL in {where} is not base64") from None
+    if isinstance(value, str):
+        path = Path(value) if Path(value).is_absolute() else folder / value
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise BenchmarkError(f"benchmark {name}: image {value} of {where} cannot be read: "
+                                 f"{e.strerror or e}") from None
+    raise BenchmarkError(f"benchmark {name}: an image in {where} is a {type(value).__name__}, not bytes, a path "
+                         "or a {bytes, path} struct")
+
+
+def load_benchmark_images(spec: BenchmarkSpec, splits: Sequence[str] | None = None) -> list[bytes]:
+    """The encoded images of the benchmark's items (``images`` or ``image`` field, one image or a list), for
+    image decontamination; items without one are skipped, a benchmark without images gives []."""
+    out: list[bytes] = []
+    for paths in _selected_files(spec, splits).values():
+        for path in paths:
+            records = (_parquet_records(path, spec.name) if path.name.endswith(".parquet")
+                       else _jsonl_records(path, spec.name))
+            for rec, where in records:
+                field = next((f for f in IMAGE_FIELDS if rec.get(f) is not None), None)
+                if field is None:
+                    continue
+                values = rec[field] if isinstance(rec[field], list) else [rec[field]]
+                out.extend(_image_bytes(v, path.parent, spec.name, where) for v in values if v is not None)
+    return out
 
 
 # benchmark -> split -> its files, each pinned by content (cache key and lineage)

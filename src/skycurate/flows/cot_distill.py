@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,8 @@ from skycurate.flows._runtime import (
 )
 from skycurate.schemas import cot as S
 from skycurate.schemas.config import SparkConfig
+from skycurate.schemas.cot_judge import STAGE as JUDGE_STAGE
+from skycurate.schemas.cot_judge import JudgeConfig
 from skycurate.schemas.cot_prompts import PromptFields
 from skycurate.schemas.cot_rl import PreferenceConfig, RLPoolConfig
 from skycurate.schemas.cot_select import SelectConfig
@@ -67,8 +73,10 @@ def prepare_prompts(store: str, source: str, source_key: Any, layout: str, field
                     spark: SparkConfig) -> dict[str, DatasetRef]:
     from pyspark.sql import functions as F
 
-    from skycurate.connectors.benchmarks import load_benchmark
+    from skycurate.connectors.benchmarks import load_benchmark, load_benchmark_images
     from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
+    from skycurate.stages.cot.image_checks import CONVERTED, RECOMPRESSED, RESIZED
+    from skycurate.stages.cot.image_decontam import build_image_index
     from skycurate.stages.cot.prompts import (
         PROMPT_COLUMNS,
         dedup_key,
@@ -79,19 +87,26 @@ def prepare_prompts(store: str, source: str, source_key: Any, layout: str, field
 
     catalog, session, producer = Catalog(store), get_spark(spark), current_producer(cfg)
     df, parents, text = read_records(session, source_key, store)
-    index, keys = None, []
+    index, keys, image_index = None, [], None
     if benchmarks:
         tables = [load_benchmark(spec, cfg.decontaminate.splits) for spec in benchmarks]
         index = build_index(tables, cfg.decontaminate)
+        if cfg.image_decontaminate:   # None unless a benchmark has images
+            image_index = build_image_index({spec.name: load_benchmark_images(spec, cfg.decontaminate.splits)
+                                             for spec in benchmarks}, cfg.image_max_hamming)
         keys = sorted({dedup_key(t) for tbl in tables for split in tbl.values() for t in split["text"].to_pylist()
                        if t})
         parents = [*parents, *benchmark_parents(files)]
     # relative image paths: against the folder of the (first) prompts file
     base_dir = None if isinstance(source_key, str) else str(Path(source_key[0].path).parent)
     with catalog.scratch("cot-prepare") as scratch:
-        prepare_on_spark(df, cfg, index, keys, base_dir, layout, fields, text).write.mode("overwrite").parquet(scratch)
+        prepare_on_spark(df, cfg, index, keys, base_dir, layout, fields, text,
+                         image_index).write.mode("overwrite").parquet(scratch)
         out = session.read.parquet(scratch)
         n_input = out.count()
+        # images the limits changed (prompts dropped later included: what this step did)
+        notes = {r["note"]: r["count"] for r in
+                 out.select(F.explode("image_notes").alias("note")).groupBy("note").count().collect()}
         kept = out.filter(F.col(REJECT_REASON).isNull()).select(*PROMPT_COLUMNS).orderBy("id")
         dropped = out.filter(F.col(REJECT_REASON).isNotNull()).select(
             F.col("id"), F.col(REJECT_STAGE).alias("stage"),
@@ -109,7 +124,9 @@ def prepare_prompts(store: str, source: str, source_key: Any, layout: str, field
             dropped_ref = catalog.publish(DROPPED, dropped, parents, producer, {"by_reason": by_reason})
             n_dropped = catalog.manifest(dropped_ref).num_rows
             stats = {"input": n_input, "kept": n_input - n_dropped, "dropped": n_dropped, "by_reason": by_reason,
-                     "source": source, "layout": layout}
+                     "source": source, "layout": layout, "images_resized": notes.get(RESIZED, 0),
+                     "images_converted": notes.get(CONVERTED, 0), "images_recompressed": notes.get(RECOMPRESSED, 0),
+                     "benchmark_images": 0 if image_index is None else len(image_index.hashes)}
             # kept and dropped split the same rows on one condition, so kept = input - dropped
             prompts_ref = catalog.publish(S.PROMPTS, kept, [*parents, dropped_ref], producer, stats)
     return {"prompts": prompts_ref, "dropped": dropped_ref}
@@ -119,19 +136,49 @@ def prepare_prompts(store: str, source: str, source_key: Any, layout: str, field
 
 
 @dataset_task()
+def score_prompts(store: str, prompts: DatasetRef, judge_identity: Any, judge: JudgeConfig,
+                  force: bool = False) -> dict[str, DatasetRef]:
+    """R1V's s_v/s_t/s_i from the judge for prompts that do not supply them -> ``cot/prompts-scored``;
+    prompts whose reply does not parse -> ``cot/scores-quarantine`` (with the reply), never a default."""
+    from skycurate.stages.cot.judge import Judge, judge_work_key
+    from skycurate.stages.cot.judge import score_prompts as judge_scores
+
+    catalog, producer = Catalog(store), current_producer()
+    table = catalog.open(prompts).to_table().sort_by("id")
+    with slots(GPU_SLOTS), Judge(judge, catalog.work_dir(S.NAMESPACE, judge_work_key(judge_identity, judge)),
+                                 force=force) as client:
+        scored, dropped, judged = judge_scores(table, judge, client.ask)
+    dropped_t = pa.Table.from_pylist(
+        [{**d, "record": o} for d, o in zip(dropped, judged["judge_output"].to_pylist(), strict=True)],
+        S.DROPPED_SCHEMA)
+    FunnelStep(stage=JUDGE_STAGE, rows_in=table.num_rows, rows_out=scored.num_rows, quarantined=dropped_t.num_rows)
+    by_reason = {f"quarantine:{r}": n for r, n in Counter(dropped_t["reason"].to_pylist()).items()}
+    prepared = catalog.manifest(prompts).stats
+    stats = {"input": prepared["input"], "prepared": table.num_rows, "kept": scored.num_rows,
+             "judge_quarantined": dropped_t.num_rows, "asked": client.asked, "by_reason": by_reason}
+    with catalog.all_or_nothing():
+        q_ref = catalog.publish(S.SCORES_QUARANTINE, dropped_t, [prompts], producer, {"by_reason": by_reason})
+        ref = catalog.publish(S.PROMPTS_SCORED, scored, [prompts, q_ref], producer, stats)
+    return {"prompts": ref, "scores_quarantine": q_ref}
+
+
+@dataset_task()
 def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.TemplateConfig,
-             teacher: S.EngineConfig, gen: S.GenerateConfig, force: bool = False) -> dict[str, DatasetRef]:
-    """Template + teacher generation -> ``cot/samples`` (every sample) and ``cot/template-rejected``;
-    ``force`` regenerates journalled shards too."""
+             teacher: S.EngineConfig, gen: S.GenerateConfig, force: bool = False,
+             verify: VerifyConfig | None = None) -> dict[str, DatasetRef]:
+    """Template + teacher generation -> ``cot/samples`` (every sample) and ``cot/template-rejected``
+    (too long, and with ``gen.text_only_filter`` image prompts solvable without their images, judged
+    by ``verify``); ``force`` regenerates journalled shards too."""
     from skycurate.stages.cot.teacher import generate_samples, work_key
 
     catalog, producer = Catalog(store), current_producer()
     table = catalog.open(prompts).to_table().sort_by("id")
     work = catalog.work_dir(S.NAMESPACE, work_key(engine_identity, template, teacher, gen))
     with slots(GPU_SLOTS):   # one teacher engine per slot across the server's flow runs
-        run = generate_samples(table, template, teacher, gen, work, force=force)
+        run = generate_samples(table, template, teacher, gen, work, force=force, verify=verify)
     step = FunnelStep(stage=S.TEMPLATE, rows_in=table.num_rows, rows_out=run.prompts_sent,
                       rejected=run.too_long.num_rows)
+    n_text_only = sum(1 for st in run.too_long["stage"].to_pylist() if st == S.TEXT_ONLY)
     answered = len(set(run.samples["prompt_id"].to_pylist()))
     if answered != run.prompts_sent:
         raise AccountingError(f"generate: {run.prompts_sent:,} prompts sent but samples for {answered:,}; "
@@ -139,11 +186,13 @@ def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.
     params = gen.sampling.model_copy(update={"n": gen.samples})
     teacher_name = engine_identity if isinstance(engine_identity, str) else f"{teacher.engine}:{teacher.model}"
     stats = {**funnel_stats(None, step), "prompts_in": table.num_rows, "prompts_sent": run.prompts_sent,
-             "too_long": run.too_long.num_rows, "shards": run.report.to_dict(), "work": run.report.work,
+             "too_long": run.too_long.num_rows - n_text_only, "text_only_rejected": n_text_only,
+             "shards": run.report.to_dict(), "work": run.report.work,
              "teacher": teacher_name, "sampling": params.model_dump(mode="json")}
     with catalog.all_or_nothing():
-        rej_ref = catalog.publish(S.TEMPLATE_REJECTED, run.too_long, [prompts], producer,
-                                  {"by_reason": {f"{S.TEMPLATE}:{S.TOO_LONG}": run.too_long.num_rows}})
+        rej_ref = catalog.publish(S.TEMPLATE_REJECTED, run.too_long, [prompts], producer, {"by_reason": dict(Counter(
+            f"{st}:{r}" for st, r in zip(run.too_long["stage"].to_pylist(), run.too_long["reason"].to_pylist(),
+                                         strict=True)))})
         samples_ref = catalog.publish(S.SAMPLES, run.samples, [prompts, rej_ref], producer, stats)
     return {"samples": samples_ref, "template_rejected": rej_ref}
 
@@ -151,7 +200,8 @@ def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.
 @dataset_task()
 def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: DatasetRef, template_rejected: DatasetRef,
             template: S.TemplateConfig, verify: VerifyConfig, select: SelectConfig, rl: RLPoolConfig,
-            preference: PreferenceConfig, spark: SparkConfig) -> dict[str, DatasetRef]:
+            preference: PreferenceConfig, spark: SparkConfig, judge: JudgeConfig = JudgeConfig(),
+            judge_identity: Any = None, scores_quarantine: DatasetRef | None = None) -> dict[str, DatasetRef]:
     """Verify + select over the samples -> ``cot/generations``, ``cot/sft``, ``cot/rejected``, ``cot/quarantine``,
     and from the same verdicts ``cot/rl_pool`` and ``cot/preference`` (each with its ``-rejected``)."""
     import pyarrow.compute as pc
@@ -167,24 +217,29 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
     table = catalog.open(prompts).to_table().sort_by("id")
     generated = catalog.manifest(samples).stats
     n_generated, teacher_name, sampling = generated["prompts_sent"], generated["teacher"], generated["sampling"]
-    prompt_cols = (table.select(["id", "question", "reference_answer", "answer_type", "lang", "s_v", "s_t", "s_i",
-                                 "difficulty", "domain", "source"])
-                   .rename_columns(["prompt_id", "question", "reference_answer", "answer_type", "lang", "s_v", "s_t",
-                                    "s_i", "difficulty_score", "domain", "source"]))
+    carried = ["question", "reference_answer", "answer_type", "lang", "s_v", "s_t", "s_i", "difficulty", "domain",
+               "source", *(["explanation"] if "explanation" in table.column_names else [])]   # older prompts: none
+    prompt_cols = (table.select(["id", *carried])
+                   .rename_columns(["prompt_id", *["difficulty_score" if c == "difficulty" else c for c in carried]]))
     questions = session.createDataFrame(table.select(["id", "question"]).rename_columns(["prompt_id", "question"]))
     images = session.createDataFrame(table.select(["id", "images"]).rename_columns(["prompt_id", "images"]))
     prep = catalog.open(dropped).to_table()
     prep_rejected = prep.filter(pc.equal(prep["kind"], "rejected")).drop(["kind"]).cast(S.DROPPED_SCHEMA)
     prep_quarantined = prep.filter(pc.equal(prep["kind"], "quarantine")).drop(["kind"]).cast(S.DROPPED_SCHEMA)
     too_long = catalog.open(template_rejected).to_table().cast(S.DROPPED_SCHEMA)
-    parents = [prompts, dropped, samples, template_rejected]
-    with catalog.scratch("cot-distill") as scratch:
+    n_text_only = sum(1 for st in too_long["stage"].to_pylist() if st == S.TEXT_ONLY)
+    judged_out = (catalog.open(scores_quarantine).to_table().cast(S.DROPPED_SCHEMA) if scores_quarantine
+                  else S.DROPPED_SCHEMA.empty_table())
+    parents = [prompts, dropped, samples, template_rejected, *([scores_quarantine] if scores_quarantine else [])]
+    judge_q: list[pa.Table] = []
+    with catalog.scratch("cot-distill") as scratch, _sample_judge(catalog, judge, judge_identity) as client:
         gens = read_dataset(session, samples).join(session.createDataFrame(prompt_cols), "prompt_id")
-        selected, errors, summary = O.verify_and_select(gens, verify, select, scratch)
+        hook = None if client is None else partial(O.judge_on_spark, judge=judge, ask=client.ask, quarantine=judge_q)
+        selected, errors, summary = O.verify_and_select(gens, verify, select, scratch, judge=hook)
         selection_rejected = O.selection_rejections(summary, questions)
         engine_failed = O.engine_quarantine(errors, selected, questions)
         rejected = pa.concat_tables([prep_rejected, too_long, selection_rejected])
-        quarantined = pa.concat_tables([prep_quarantined, engine_failed])
+        quarantined = pa.concat_tables([prep_quarantined, judged_out, engine_failed])
 
         n_input = catalog.manifest(prompts).stats["input"]
         n_with = summary.filter(F.col("n_selected") > 0).count()
@@ -192,14 +247,21 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
         FunnelStep(stage="distill", rows_in=n_input, rows_out=n_with, rejected=rejected.num_rows,
                    quarantined=quarantined.num_rows)
         reasons = O.reason_counts(rejected, quarantined)
-        funnel = O.funnel(n_input, table.num_rows, prep_rejected.num_rows, prep_quarantined.num_rows, n_generated,
-                          too_long.num_rows, engine_failed.num_rows, n_with, selection_rejected.num_rows)
+        funnel = O.funnel(n_input, table.num_rows + judged_out.num_rows, prep_rejected.num_rows,
+                          prep_quarantined.num_rows, n_generated, too_long.num_rows - n_text_only,
+                          engine_failed.num_rows, n_with,
+                          selection_rejected.num_rows, judge_quarantined=judged_out.num_rows if scores_quarantine
+                          else None, text_only=n_text_only)
         gen_stats = {**O.generation_totals(gens), "samples_selected": selected.filter(F.col("selected")).count(),
                      "shards": generated["shards"], "teacher": teacher_name, "sampling": sampling}
         stats = {"funnel": funnel, "prompts_in": n_input, "prompts_with_chain": n_with, "rejected": rejected.num_rows,
                  "quarantined": quarantined.num_rows, **gen_stats,
                  "yield": round(n_with / n_generated, 4) if n_generated else 0.0, "by_reason": reasons,
                  "work": generated["work"]}
+        judge_rows = pa.concat_tables(judge_q) if judge_q else None
+        if client is not None:
+            stats["judge"] = {"asked": client.asked, "quarantined": judge_rows.num_rows if judge_rows else 0,
+                              "by_task": dict(Counter(judge_rows["task"].to_pylist())) if judge_rows else {}}
         every_sample = selected.unionByName(errors, allowMissingColumns=True).orderBy("prompt_id", "sample_index")
         # RL pool and preference pairs: pure per-prompt functions over the verdicts, on the driver
         # (they reconcile their own prompt counts and raise before anything is published)
@@ -213,6 +275,15 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
             if preference.enabled else (None, None)
         with catalog.all_or_nothing():
             gen_ref = catalog.publish(S.GENERATIONS, every_sample, parents, producer, gen_stats)
+            extra = {}
+            if client is not None:
+                from skycurate.stages.cot.judge import QUARANTINE_SCHEMA
+
+                rows = judge_rows if judge_rows is not None else QUARANTINE_SCHEMA.empty_table()
+                extra["judge_quarantine"] = catalog.publish(
+                    S.JUDGE_QUARANTINE, rows, [gen_ref], producer,
+                    {"by_reason": {f"{t}:{r}": n for (t, r), n in Counter(
+                        zip(rows["task"].to_pylist(), rows["reason"].to_pylist(), strict=True)).items()}})
             rej_ref = catalog.publish(S.REJECTED, rejected, parents, producer, {"by_reason": reasons})
             q_ref = catalog.publish(S.QUARANTINE, quarantined, parents, producer, {"by_reason": reasons})
             chart = cot_charts_png(selected.select("prompt_id", "pass_rate", "difficulty", "bucket", "token_budget",
@@ -221,12 +292,24 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
             sft = O.sft_frame(selected, images, template, teacher_name, json.dumps(sampling, sort_keys=True))
             sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref], producer, stats,
                                       attachments={"_charts.png": chart})
-            extra = {}
             if pool is not None:
                 extra.update(_publish_side(catalog, S.RL_POOL, pool, pool_rejected, [gen_ref], producer))
             if pairs is not None:
                 extra.update(_publish_side(catalog, S.PREFERENCE, pairs, pairs_rejected, [gen_ref], producer))
     return {"sft": sft_ref, "generations": gen_ref, "rejected": rej_ref, "quarantine": q_ref, **extra}
+
+
+@contextmanager
+def _sample_judge(catalog: Catalog, judge: JudgeConfig, identity: Any) -> Iterator[Any]:
+    """The judge client for answer equivalence and reasoning checks (None when neither is on),
+    holding a GPU slot while open."""
+    from skycurate.stages.cot.judge import Judge, judge_work_key
+
+    if not (judge.enabled and (judge.equivalence or judge.reasoning)):
+        yield None
+        return
+    with slots(GPU_SLOTS), Judge(judge, catalog.work_dir(S.NAMESPACE, judge_work_key(identity, judge))) as client:
+        yield client
 
 
 def _publish_side(catalog: Catalog, name: str, table: pa.Table, rejected: pa.Table, parents: list[DatasetRef],
@@ -263,14 +346,22 @@ def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.Disti
                                 layout=prompt_layout(cfg.prompts, store, cfg.fields), fields=cfg.fields,
                                 benchmarks=cfg.benchmarks,
                                 files=pin_benchmarks(cfg.benchmarks), cfg=cfg.prepare, spark=cfg.spark)
-    generated = run_dataset_task(generate, store=store, force=force, prompts=prepared["prompts"],
+    prompts, scored = prepared["prompts"], {}
+    judge_identity = engine_identity(cfg.judge.engine) if cfg.judge.enabled else None
+    if cfg.judge.enabled and cfg.judge.scores:
+        scored = run_dataset_task(score_prompts, store=store, force=force, prompts=prompts,
+                                  judge_identity=judge_identity, judge=cfg.judge)
+        prompts = scored["prompts"]
+    generated = run_dataset_task(generate, store=store, force=force, prompts=prompts,
                                  engine_identity=engine_identity(cfg.teacher), template=cfg.template,
-                                 teacher=cfg.teacher, gen=cfg.generate)
-    final = run_dataset_task(distill, store=store, force=force, prompts=prepared["prompts"],
+                                 teacher=cfg.teacher, gen=cfg.generate,
+                                 verify=cfg.verify if cfg.generate.text_only_filter else None)
+    final = run_dataset_task(distill, store=store, force=force, prompts=prompts,
                              dropped=prepared["dropped"], samples=generated["samples"],
                              template_rejected=generated["template_rejected"], template=cfg.template,
                              verify=cfg.verify, select=cfg.select, rl=cfg.rl_pool, preference=cfg.preference,
-                             spark=cfg.spark)
+                             spark=cfg.spark, judge=cfg.judge, judge_identity=judge_identity,
+                             scores_quarantine=scored.get("scores_quarantine"))
     funnel = attach_run_report("distill", catalog, final["sft"], chart="_charts.png")
-    return {"datasets": {**prepared, **generated, **final}, "funnel": funnel,
+    return {"datasets": {**prepared, **scored, **generated, **final}, "funnel": funnel,
             "stats": catalog.manifest(final["sft"]).stats}

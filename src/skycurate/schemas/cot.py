@@ -14,6 +14,7 @@ domain, source     no        carried into the outputs
 difficulty         no        a given difficulty score in [0, 1] (wins over 1 - pass rate)
 s_v, s_t, s_i      no        R1V quality scores in [0, 1]: per-prompt repetition penalty P
 lang               no        en | zh (the language-mixing check)
+explanation        no        a reference explanation (CSVQA): the judge checks chains against it
 =================  ========  ===========================================================
 
 Outputs (namespace ``cot``):
@@ -36,10 +37,12 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from skycurate.schemas.config import FlowConfig, StrictModel
+from skycurate.schemas.cot_judge import JudgeConfig
 from skycurate.schemas.cot_prompts import PromptFields
 from skycurate.schemas.cot_rl import PreferenceConfig, RLPoolConfig
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
+from skycurate.schemas.engine import EngineConfig
 from skycurate.schemas.generation import SamplingParams
 from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
 
@@ -51,11 +54,14 @@ GENERATIONS = f"{NAMESPACE}/generations"
 SFT = f"{NAMESPACE}/sft"
 REJECTED = f"{NAMESPACE}/rejected"
 QUARANTINE = f"{NAMESPACE}/quarantine"
+PROMPTS_SCORED = f"{NAMESPACE}/prompts-scored"          # prompts with judged s_v/s_t/s_i (judge.scores)
+SCORES_QUARANTINE = f"{NAMESPACE}/scores-quarantine"    # prompts whose score reply did not parse
+JUDGE_QUARANTINE = f"{NAMESPACE}/judge-quarantine"      # judge replies about samples that decided nothing
 RL_POOL = f"{NAMESPACE}/rl_pool"                        # prompts in the pass-rate band, verl + TRL GRPO layout
 PREFERENCE = f"{NAMESPACE}/preference"                  # chosen vs rejected chains, TRL DPO layout
 
 REQUIRED_PROMPT_COLUMNS = ("id", "question", "reference_answer", "answer_type")
-OPTIONAL_PROMPT_COLUMNS = ("images", "domain", "source", "difficulty", "s_v", "s_t", "s_i", "lang")
+OPTIONAL_PROMPT_COLUMNS = ("images", "domain", "source", "difficulty", "s_v", "s_t", "s_i", "lang", "explanation")
 
 # ---- stages (reject_stage / quarantine stage values) ----
 PREPARE = "prepare"
@@ -78,12 +84,47 @@ MALFORMED_RECORD = "malformed_record"
 ENGINE_ERROR = "engine_error"
 # ---- rejection reasons (policy) ----
 TOO_LONG = "too_long"
+TEXT_ONLY = "text_only"                          # stage of EMMA's filter (generate.text_only_filter)
+SOLVABLE_WITHOUT_IMAGE = "solvable_without_image"
 CONTAMINATED = "contaminated"
 # exact_duplicate of X / near_duplicate of X come from the dedup stages
+IMAGE_TOO_LARGE = "image_too_large"         # quarantine: over images.max_pixels / max_bytes, or a decompression bomb
+CONTAMINATED_IMAGE = "contaminated_image"   # rejection: an image is a perceptual near copy of a benchmark image
+
+QWEN2_VL_MAX_PIXELS = 12_845_056             # Qwen2-VL's image processor max_pixels (16384 patches of 28 x 28)
+OPENAI_MAX_IMAGE_BYTES = 20 * 1024 * 1024    # the OpenAI API's limit on one image
+ENGINE_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")   # what vLLM, transformers and OpenAI-style APIs all take
+
+
+class ImageCheckConfig(StrictModel):
+    """Limits on prompt images: engines refuse or silently downscale what is larger, so it is settled here."""
+
+    max_pixels: int = Field(default=QWEN2_VL_MAX_PIXELS, ge=1,
+                            description="width x height above which an image is too large (default: Qwen2-VL's "
+                                        "processor max_pixels, 12,845,056)")
+    max_bytes: int = Field(default=OPENAI_MAX_IMAGE_BYTES, ge=1,
+                           description="encoded size above which an image is too large (default 20 MiB, the "
+                                       "OpenAI image limit)")
+    too_large: Literal["resize", "reject"] = Field(
+        default="resize",
+        description="resize: scale down keeping the aspect ratio to fit both limits (PNG, or JPEG quality 95 for "
+                    "JPEG sources; never upscaled); reject: quarantine the prompt (image_too_large). Images too "
+                    "large to decode safely (decompression bombs) are quarantined either way")
+    formats: list[str] = Field(
+        default_factory=lambda: list(ENGINE_IMAGE_FORMATS),
+        description="formats kept as they are (PIL format names); other formats PIL decodes (BMP, TIFF, ...) "
+                    "are re-encoded as PNG, what PIL cannot read is quarantined (bad_image)")
+
+    @model_validator(mode="after")
+    def _formats(self) -> ImageCheckConfig:
+        self.formats = ["JPEG" if f.strip().upper() == "JPG" else f.strip().upper() for f in self.formats]
+        if "PNG" not in self.formats:
+            raise ValueError("images.formats must include PNG: other formats are converted to it")
+        return self
 
 
 class PrepareConfig(StrictModel):
-    """Prompt preparation: normalise, exact and fuzzy dedup, decontamination."""
+    """Prompt preparation: normalise, check images, exact and fuzzy dedup, decontamination (text and images)."""
 
     exact_dedup: bool = Field(default=True, description="drop questions equal after NFKC, case folding and "
                                                         "whitespace collapsing (the smallest id survives)")
@@ -105,6 +146,15 @@ class PrepareConfig(StrictModel):
                     "question equal to a benchmark item after normalisation is dropped too, however short")
     max_question_chars: int | None = Field(default=None, ge=1,
                                            description="questions longer than this are rejected before tokenising")
+    images: ImageCheckConfig = Field(default_factory=ImageCheckConfig,
+                                     description="size and format limits on prompt images (resize or reject)")
+    image_decontaminate: bool = Field(
+        default=True, description="reject prompts with an image that is a perceptual near copy (pHash) of a "
+                                  "benchmark image; acts only for benchmarks with an images / image column")
+    image_max_hamming: int = Field(
+        default=8, ge=0, le=32,
+        description="largest Hamming distance between 64-bit pHashes that counts as the same image (re-encoded "
+                    "or resized copies differ by a few bits, unrelated pictures by ~32)")
 
 
 class TemplateConfig(StrictModel):
@@ -131,35 +181,15 @@ class TemplateConfig(StrictModel):
         return self
 
 
-class EngineConfig(StrictModel):
-    """The teacher and the engine that runs it."""
-
-    engine: Literal["transformers", "vllm", "openai"] = "transformers"
-    model: str | None = Field(default=None, description="local model folder (transformers, vllm) or the served "
-                                                        "model name (openai)")
-    base_url: str | None = Field(default=None, description="openai: e.g. http://127.0.0.1:8000/v1")
-    tokenizer: str | None = Field(default=None, description="local tokenizer folder for templating and the "
-                                                            "context check; default the model folder")
-    max_model_len: int | None = Field(default=None, ge=1, description="context length; default the model "
-                                                                      "config's max_position_embeddings")
-    device: str = Field(default="auto", description="transformers: auto, cpu or cuda")
-    batch_size: int = Field(default=16, ge=1, description="transformers: prompts per forward batch")
-    vllm_python: str | None = Field(default=None, description="vllm: interpreter with vLLM (else "
-                                                              "$SKYCURATE_VLLM_PYTHON or .venv-vllm)")
-    vllm_options: dict = Field(default_factory=dict, description="vllm: extra LLM(...) options, e.g. "
-                                                                 "tensor_parallel_size, gpu_memory_utilization")
-    request_timeout_s: float | None = Field(
-        default=None, gt=0, description="vllm: longest one shard may take before the worker is killed (an "
-                                        "EngineError; finished shards stay journalled); None = no limit")
-    concurrency: int = Field(default=8, ge=1, description="openai: requests in flight")
-    timeout_s: float = Field(default=120.0, gt=0, description="openai: per request")
-    retries: int = Field(default=4, ge=0, description="openai: retries with exponential backoff")
-
-
 class GenerateConfig(StrictModel):
     """Sampling and sharding."""
 
     samples: int = Field(default=4, ge=1, description="samples per prompt (N; pass rate = correct / N)")
+    text_only_filter: bool = Field(
+        default=False,
+        description="EMMA's filter: before generating, ask the teacher each image prompt without its images "
+                    "(N samples); a prompt answered correctly in every sample does not need its images and is "
+                    "rejected (text_only: solvable_without_image)")
     sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_new_tokens=2048, temperature=0.7))
     shard_size: int = Field(default=256, ge=1, description="prompts per shard: the unit of resumable work")
     alpha: float = Field(default=1.0, ge=0, description="R1V penalty strength (with s_v/s_t/s_i columns)")
@@ -187,6 +217,10 @@ class DistillFlowConfig(FlowConfig):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig,
+                               description="a judge model for what rules cannot decide: answer equivalence, R1V's "
+                                           "s_v/s_t/s_i scores, reasoning against an explanation (off until "
+                                           "judge.engine is set)")
 
 
 # ---- datasets ----

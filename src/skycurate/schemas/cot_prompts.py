@@ -38,6 +38,8 @@ class PromptFields(StrictModel):
     choices: str | None = Field(default=None, description="column of the options of the mcq layout "
                                                           "(default: choices)")
     images: str | None = Field(default=None, description="column of the images (default: images, else image)")
+    explanation: str | None = Field(default=None, description="column of a reference explanation (default: "
+                                                              "explanation, else rationale)")
     default_answer_type: Literal["math", "mcq", "exact", "numeric", "code"] | None = Field(
         default=None, description="answer type of rows that have none (mcq layouts are always mcq); "
                                   "None infers it from the answer")

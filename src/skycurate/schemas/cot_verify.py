@@ -47,12 +47,14 @@ EXTRACT_METHODS = (
     "mcq_choice",    # mcq only: "选 A 和 C", "option (B)", "choose A"
     "last_line",     # mcq only, fallback: a last line that is only option letters ("(A)(C)")
     "last_number",   # numeric and math only, fallback: the last number of the text
+    "short_reply",   # exact only, fallback: a reply of one line and at most 5 words is the answer
     "code_block",    # code only: the last fenced code block
     "none",          # nothing found (empty or null completion included)
 )
 
 # ---- verify_method values (null when no comparison was made) ----
-VERIFY_METHODS = ("exact", "numeric", "mcq_set", "math_verify", "sandbox")   # sandbox: code run against tests
+VERIFY_METHODS = ("exact", "numeric", "mcq_set", "math_verify", "sandbox",   # sandbox: code run against tests
+                  "judge")                                                 # judge: a model decided (cot_judge)
 
 # ---- verify_error values (null when the comparison ran) ----
 MISSING_REFERENCE = "missing_reference"          # correct null: reference null or blank

@@ -374,6 +374,9 @@ def _final(raw: str, atype: str, cfg: VerifyConfig) -> str | None:
     return _clean(raw) or None
 
 
+SHORT_REPLY_WORDS = 5
+
+
 def _fallback(text: str, atype: str, cfg: VerifyConfig) -> tuple[str, str] | None:
     if atype == "mcq":
         lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -385,6 +388,12 @@ def _fallback(text: str, atype: str, cfg: VerifyConfig) -> tuple[str, str] | Non
         got = _last_number(text)
         if got:
             return got, "last_number"
+    elif atype == "exact":   # a terse reply is its own answer ("red", "Paris."): VLM benchmarks ask for a word
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if len(lines) == 1 and len(lines[0].split()) <= SHORT_REPLY_WORDS:
+            got = _rstrip_punct(_clean(lines[0]))
+            if got:
+                return got, "short_reply"
     return None
 
 

@@ -10,11 +10,13 @@ the quarantine rows of prompts whose every sample failed in the engine.
 from __future__ import annotations
 
 from functools import partial
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from skycurate.schemas import cot as S
+from skycurate.schemas.cot_judge import JudgeConfig
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE, FunnelStep
@@ -28,10 +30,11 @@ SFT_COLUMNS = ("id", "prompt_id", "sample_index", "messages", "question", "refer
                "repetition_penalty", "teacher", "sampling", "domain", "source", "images")
 
 
-def verify_and_select(gens: DataFrame, verify: VerifyConfig, select: SelectConfig,
-                      scratch: str) -> tuple[DataFrame, DataFrame, DataFrame]:
+def verify_and_select(gens: DataFrame, verify: VerifyConfig, select: SelectConfig, scratch: str,
+                      judge: Callable[[DataFrame], DataFrame] | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(selected samples, engine-error samples, per-prompt summary), each written once to
-    ``scratch`` and read back (later steps read them several times)."""
+    ``scratch`` and read back (later steps read them several times). ``judge`` (``judge_on_spark``
+    with its engine) revisits the verdicts between verification and selection."""
     from pyspark.sql import functions as F
 
     from skycurate.spark import arrow_schema, map_batches
@@ -41,6 +44,9 @@ def verify_and_select(gens: DataFrame, verify: VerifyConfig, select: SelectConfi
     session = gens.sparkSession
     ok = gens.filter(F.col("error").isNull())
     verified = map_batches(ok, partial(verify_batch, cfg=verify), VERIFY.output_schema(arrow_schema(ok)))
+    if judge is not None:
+        verified.write.mode("overwrite").parquet(f"{scratch}/verified")   # verified once, read twice
+        verified = judge(session.read.parquet(f"{scratch}/verified"))
     select_on_spark(verified, select).write.mode("overwrite").parquet(f"{scratch}/selected")
     (gens.filter(F.col("error").isNotNull()).withColumn("selected", F.lit(False))
      .withColumn(REJECT_STAGE, F.lit(S.GENERATE)).withColumn(REJECT_REASON, F.lit(S.ENGINE_ERROR))
@@ -48,6 +54,45 @@ def verify_and_select(gens: DataFrame, verify: VerifyConfig, select: SelectConfi
     selected = session.read.parquet(f"{scratch}/selected")
     prompt_summary_on_spark(selected).write.mode("overwrite").parquet(f"{scratch}/summary")
     return selected, session.read.parquet(f"{scratch}/errors"), session.read.parquet(f"{scratch}/summary")
+
+
+JUDGE_INPUT_COLUMNS = ("prompt_id", "sample_index", "question", "reference_answer", "answer_type", "extracted_answer",
+                       "completion", "correct", "verify_method", "verify_error")
+
+
+def judge_on_spark(verified: DataFrame, judge: JudgeConfig, ask: Any, quarantine: list[pa.Table]) -> DataFrame:
+    """``verified`` with the judge's verdicts: the samples it is asked about (undecided answers,
+    correct chains of prompts with an explanation: a small share) go to the driver, the verdicts
+    come back as a join. Adds ``judge_output`` and ``reasoning_output``; unparsable replies are
+    appended to ``quarantine``."""
+    from pyspark.sql import functions as F
+
+    from skycurate.stages.cot.judge import OVERRIDE_SCHEMA, judge_samples
+
+    has_expl = "explanation" in verified.columns
+    wanted = F.lit(False)
+    if judge.equivalence:
+        undecided = F.col("correct").isNull() if judge.equivalence_on == "undecided" else ~F.coalesce(
+            F.col("correct"), F.lit(False))
+        wanted = wanted | (undecided & F.col("extracted_answer").isNotNull())
+    if judge.reasoning and has_expl:
+        wanted = wanted | (F.length(F.trim(F.coalesce(F.col("explanation"), F.lit("")))) > 0)
+    cols = [*JUDGE_INPUT_COLUMNS, *(["explanation"] if has_expl else [])]
+    rows = verified.filter(wanted).select(*cols).toArrow()
+    if rows is None or rows.num_rows == 0:
+        overrides, q = OVERRIDE_SCHEMA.empty_table(), None
+    else:
+        overrides, q = judge_samples(rows, judge, ask)
+    if q is not None and q.num_rows:
+        quarantine.append(q)
+    o = verified.sparkSession.createDataFrame(overrides.rename_columns(
+        ["prompt_id", "sample_index", "j_correct", "j_method", "j_error", "judge_output", "reasoning_output"]))
+    joined = verified.join(o.withColumn("_judged", F.lit(True)), ["prompt_id", "sample_index"], "left")
+    judged = F.coalesce(F.col("_judged"), F.lit(False))
+    return (joined.withColumn("correct", F.when(judged, F.col("j_correct")).otherwise(F.col("correct")))
+            .withColumn("verify_method", F.when(judged, F.col("j_method")).otherwise(F.col("verify_method")))
+            .withColumn("verify_error", F.when(judged, F.col("j_error")).otherwise(F.col("verify_error")))
+            .drop("j_correct", "j_method", "j_error", "_judged"))
 
 
 def messages_column(template: S.TemplateConfig) -> Column:
@@ -126,12 +171,22 @@ def reason_counts(*tables: pa.Table) -> dict[str, int]:
 
 
 def funnel(n_input: int, n_prepared: int, prep_rejected: int, prep_quarantined: int, n_generated: int,
-           too_long: int, engine_failed: int, n_with_chain: int, selection_rejected: int) -> list[dict[str, Any]]:
-    """Prompt counts per step: in, kept, rejected, quarantined (each step must reconcile)."""
+           too_long: int, engine_failed: int, n_with_chain: int, selection_rejected: int,
+           judge_quarantined: int | None = None, text_only: int = 0) -> list[dict[str, Any]]:
+    """Prompt counts per step: in, kept, rejected, quarantined (each step must reconcile);
+    ``judge_quarantined``: prompts whose judged scores did not parse (a judge step, when scoring ran);
+    ``text_only``: image prompts solvable without their images (a text_only step, when any)."""
+    from skycurate.schemas.cot_judge import STAGE as JUDGE_STAGE
+
+    judged = n_prepared - (judge_quarantined or 0)
     steps = [
         FunnelStep(stage=S.PREPARE, rows_in=n_input, rows_out=n_prepared, rejected=prep_rejected,
                    quarantined=prep_quarantined),
-        FunnelStep(stage=S.TEMPLATE, rows_in=n_prepared, rows_out=n_generated, rejected=too_long),
+        *([FunnelStep(stage=JUDGE_STAGE, rows_in=n_prepared, rows_out=judged, quarantined=judge_quarantined)]
+          if judge_quarantined is not None else []),
+        FunnelStep(stage=S.TEMPLATE, rows_in=judged, rows_out=judged - too_long, rejected=too_long),
+        *([FunnelStep(stage=S.TEXT_ONLY, rows_in=judged - too_long, rows_out=n_generated, rejected=text_only)]
+          if text_only else []),
         FunnelStep(stage=S.GENERATE, rows_in=n_generated, rows_out=n_generated - engine_failed,
                    quarantined=engine_failed),
         FunnelStep(stage=S.SELECT, rows_in=n_generated - engine_failed, rows_out=n_with_chain,

@@ -21,7 +21,7 @@ from skycurate.errors import ConfigError
 from skycurate.schemas.cot_prompts import LAYOUTS, PromptFields
 
 CANONICAL_KEYS = ("id", "question", "reference_answer", "answer_type", "images", "domain", "source",
-                  "difficulty", "s_v", "s_t", "s_i", "lang")
+                  "difficulty", "s_v", "s_t", "s_i", "lang", "explanation")
 ID_COLUMNS = ("id", "idx", "index", "unique_id", "problem_id")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_LISTED_COLUMNS = 20
@@ -313,6 +313,7 @@ def to_canonical(row: dict, layout: str, fields: PromptFields) -> dict:
                domain=_text(_first(row, ("domain", "subject", "category"))))
     for name in ("source", "lang"):
         out[name] = _text(row.get(name))
+    out["explanation"] = _text(_first(row, (fields.explanation, "explanation", "rationale")))
     for name in ("difficulty", "s_v", "s_t", "s_i"):
         out[name] = None if _missing(row.get(name)) else row[name]
     return out

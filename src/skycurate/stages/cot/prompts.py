@@ -2,20 +2,22 @@
 
 ``check_batch`` is the pure per-batch part (unit-tested on Arrow): it coerces the optional
 columns, quarantines bad rows with a reason (missing fields, unknown answer types, images that
-do not decode, scores outside [0, 1]) and adds ``dedup_key`` (NFKC, case-folded,
+do not decode or are too large, scores outside [0, 1]; ``image_checks`` resizes or converts the
+images it can, noted in ``image_notes``) and adds ``dedup_key`` (NFKC, case-folded,
 whitespace-collapsed question) and ``numbers`` (the question's numbers, in order).
 ``prepare_on_spark`` chains it with the global steps on Spark: duplicate ids (quarantined),
 exact dedup on ``dedup_key``, near dedup (MinHash LSH on character 5-grams, verified, with the
 numbers folded into every band so that '12+30' never collides with '12+31'; the web pipeline's
 ``near_dedup`` does the graph work) and decontamination (the leakage n-gram scan plus an exact
-match on the normalised text, since questions are often shorter than an n-gram).
+match on the normalised text, since questions are often shorter than an n-gram), then the
+images against the benchmark images by pHash (``image_decontam``).
 
 Templating (``render``) runs where the teacher's tokenizer is: in the generation step.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import re
 import unicodedata
@@ -28,11 +30,13 @@ import pyarrow as pa
 from skycurate.schemas import cot as S
 from skycurate.schemas.cot_verify import ANSWER_TYPES
 from skycurate.stages.accounting import REJECT_REASON, REJECT_STAGE
+from skycurate.stages.cot.image_checks import CheckedImage, check_image
 from skycurate.stages.raw_records import parse_text, sample_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from skycurate.stages.cot.image_decontam import ImageIndex
     from skycurate.stages.leakage.decontaminate import NgramIndex
 
 _WS = re.compile(r"\s+")
@@ -44,13 +48,15 @@ CHECKED_SCHEMA = pa.schema([
     pa.field("answer_type", pa.string()), pa.field("images", pa.list_(pa.binary())),
     pa.field("domain", pa.string()), pa.field("source", pa.string()), pa.field("difficulty", pa.float64()),
     pa.field("s_v", pa.float64()), pa.field("s_t", pa.float64()), pa.field("s_i", pa.float64()),
-    pa.field("lang", pa.string()),
+    pa.field("lang", pa.string()), pa.field("explanation", pa.string()),
     pa.field("dedup_key", pa.string()), pa.field("numbers", pa.string()),
+    pa.field("image_key", pa.string()),   # the images' digest ("" without): a prompt is its question and images
     pa.field("quarantine_reason", pa.string()), pa.field("quarantine_detail", pa.string()),
     pa.field("record", pa.string()),
+    pa.field("image_notes", pa.list_(pa.string())),   # per image changed by the limits: resized, converted, ...
 ])
 PROMPT_COLUMNS = [f.name for f in CHECKED_SCHEMA if f.name not in ("quarantine_reason", "quarantine_detail",
-                                                                   "record")]
+                                                                   "record", "image_notes", "image_key")]
 
 
 
@@ -65,6 +71,14 @@ def dedup_key(text: str) -> str:
     return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
+def image_key(images: list[bytes] | None) -> str:
+    """The digest of a prompt's images in order ("" without images): the same question about another
+    picture is another prompt, for exact and near dedup alike."""
+    if not images:
+        return ""
+    return hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b in images)).hexdigest()[:32]
+
+
 def numbers_of(text: str) -> str:
     return " ".join(_NUMBER.findall(unicodedata.normalize("NFKC", text)))
 
@@ -77,10 +91,8 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def load_image(value: Any, base_dir: str | None = None) -> bytes:
-    """Image bytes from bytes or a path; raises ``ValueError`` when it does not decode."""
-    from PIL import Image
-
+def read_image(value: Any, base_dir: str | None = None) -> bytes:
+    """Image bytes from bytes, a path or a Hugging Face image struct; ``ValueError`` when unreadable."""
     if isinstance(value, dict):   # a Hugging Face Image feature: {"bytes": ..., "path": ...}
         value = value.get("bytes") or value.get("path")
     if isinstance(value, (bytes, bytearray)):
@@ -93,12 +105,13 @@ def load_image(value: Any, base_dir: str | None = None) -> bytes:
             raise ValueError(f"cannot read image {value}: {e.strerror or e}") from None
     else:
         raise ValueError(f"an image must be bytes or a path, not {type(value).__name__}")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-    except Exception as e:  # noqa: BLE001 - any decoder failure is the row's problem
-        raise ValueError(f"image does not decode: {type(e).__name__}") from None
     return data
+
+
+def load_image(value: Any, base_dir: str | None = None, limits: S.ImageCheckConfig | None = None) -> CheckedImage:
+    """The image as a prompt keeps it (``image_checks.check_image``); ``ValueError`` (with a ``reason`` when
+    it is not ``bad_image``) when it does not decode or is too large."""
+    return check_image(read_image(value, base_dir), limits or S.ImageCheckConfig())
 
 
 def _record_json(row: dict[str, Any]) -> str:
@@ -122,15 +135,25 @@ def _score(value: Any) -> tuple[float | None, bool]:
     return f, (0.0 <= f <= 1.0)
 
 
-def check_batch(batch: pa.RecordBatch, base_dir: str | None = None) -> pa.RecordBatch:
+def check_batch(batch: pa.RecordBatch, base_dir: str | None = None,
+                images: S.ImageCheckConfig | None = None) -> pa.RecordBatch:
     """Coerce a batch of input prompts (canonical fields) to ``CHECKED_SCHEMA``; bad rows get a quarantine reason."""
-    return check_rows(batch.to_pylist(), base_dir)
+    return check_rows(batch.to_pylist(), base_dir, images)
 
 
 _CHECK_FIELDS = (*S.REQUIRED_PROMPT_COLUMNS, *S.OPTIONAL_PROMPT_COLUMNS, "_corrupt_record")
 
 
-def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.RecordBatch:
+def _load_images(value: Any, base_dir: str | None, limits: S.ImageCheckConfig | None
+                 ) -> tuple[list[bytes], list[str]]:
+    """A row's images as kept and the notes of those the limits changed; ``ValueError`` for the first bad one."""
+    given = value if isinstance(value, list) else [value]
+    checked = [load_image(v, base_dir, limits) for v in given]
+    return [c.data for c in checked], [n for c in checked for n in c.notes]
+
+
+def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None,
+               images_cfg: S.ImageCheckConfig | None = None) -> pa.RecordBatch:
     """``check_batch`` over canonical rows as dicts (images may mix paths and bytes)."""
     out: dict[str, list[Any]] = {f.name: [] for f in CHECKED_SCHEMA}
     for row in rows:
@@ -141,6 +164,7 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
         ref = _as_text(raw["reference_answer"])
         atype = (_as_text(raw["answer_type"]) or "").strip().lower()
         images: list[bytes] | None = None
+        notes: list[str] | None = None
         scores = {}
         if raw["_corrupt_record"] is not None:
             reason, detail = S.MALFORMED_RECORD, "not a JSON object with the expected field types"
@@ -151,7 +175,8 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
         elif ref is None or not ref.strip():
             reason, detail = S.MISSING_REFERENCE, "reference_answer is null or blank"
         elif atype not in ANSWER_TYPES:
-            reason, detail = S.UNKNOWN_ANSWER_TYPE, f"answer_type {raw['answer_type']!r} is not one of {', '.join(ANSWER_TYPES)}"
+            reason = S.UNKNOWN_ANSWER_TYPE
+            detail = f"answer_type {raw['answer_type']!r} is not one of {', '.join(ANSWER_TYPES)}"
         else:
             for name in ("difficulty", "s_v", "s_t", "s_i"):
                 scores[name], ok = _score(raw[name])
@@ -159,11 +184,10 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
                     reason, detail = S.BAD_SCORE, f"{name} = {raw[name]!r} is not a number in [0, 1]"
                     break
             if reason is None and raw["images"]:
-                given = raw["images"] if isinstance(raw["images"], list) else [raw["images"]]
                 try:
-                    images = [load_image(v, base_dir) for v in given]
+                    images, notes = _load_images(raw["images"], base_dir, images_cfg)
                 except ValueError as e:
-                    reason, detail = S.BAD_IMAGE, str(e)
+                    reason, detail = getattr(e, "reason", S.BAD_IMAGE), str(e)
         ok = reason is None
         q = normalize_question(question) if ok else question
         out["id"].append(rid.strip() if rid else rid)
@@ -171,8 +195,9 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
         out["reference_answer"].append(ref.strip() if ok else ref)
         out["answer_type"].append(atype or None)
         out["images"].append(images)
-        for name in ("domain", "source", "lang"):
+        for name in ("domain", "source", "lang", "explanation"):
             out[name].append(_as_text(raw[name]))
+        out["image_key"].append(image_key(images))
         for name in ("difficulty", "s_v", "s_t", "s_i"):
             out[name].append(scores.get(name))
         out["dedup_key"].append(dedup_key(q) if ok else None)
@@ -180,6 +205,7 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
         out["quarantine_reason"].append(reason)
         out["quarantine_detail"].append(detail)
         out["record"].append(None if ok else (raw["_corrupt_record"] or _record_json(raw))[:4000])
+        out["image_notes"].append(notes or None)
     return pa.RecordBatch.from_pydict(out, schema=CHECKED_SCHEMA)
 
 
@@ -187,7 +213,7 @@ def check_rows(rows: list[dict[str, Any]], base_dir: str | None = None) -> pa.Re
 
 
 def canonical_batch(batch: pa.RecordBatch, layout: str, fields: Any, text: bool,
-                    base_dir: str | None = None) -> pa.RecordBatch:
+                    base_dir: str | None = None, images: S.ImageCheckConfig | None = None) -> pa.RecordBatch:
     """Raw prompt rows of any layout -> ``CHECKED_SCHEMA`` (``prompt_layouts`` maps, ``check_rows`` checks)."""
     from skycurate.stages.cot.prompt_layouts import to_canonical
 
@@ -197,7 +223,7 @@ def canonical_batch(batch: pa.RecordBatch, layout: str, fields: Any, text: bool,
     else:
         raw = batch.to_pylist()
     rows = [r if "_corrupt_record" in r and len(r) == 1 else to_canonical(r, layout, fields) for r in raw]
-    return check_rows(rows, base_dir)
+    return check_rows(rows, base_dir, images)
 
 
 def prompt_layout(source: str, store: str, fields: Any) -> str:
@@ -211,20 +237,22 @@ def prompt_layout(source: str, store: str, fields: Any) -> str:
     return detect_layout(columns, fields, where)
 
 
-def _fold_numbers_into_bands(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Near-dup candidates must share the question's numbers: each band hash is mixed with them."""
+def _fold_numbers_into_bands(batch: pa.RecordBatch, numbers: bool = True) -> pa.RecordBatch:
+    """Near-dup candidates must share the question's images and (``numbers``) its numbers: each band
+    hash is mixed with them."""
     import xxhash
 
     from skycurate.stages.hashing import fmix64
 
     bands = batch.column("minhash_bands")
-    nums = batch.column("numbers").to_pylist()
+    nums = batch.column("numbers").to_pylist() if numbers else [None] * batch.num_rows
+    pics = batch.column("image_key").to_pylist()
     out = []
-    for row, num in zip(bands.to_pylist(), nums, strict=True):
+    for row, num, pic in zip(bands.to_pylist(), nums, pics, strict=True):
         if row is None:
             out.append(None)
             continue
-        salt = np.uint64(xxhash.xxh64_intdigest((num or "").encode()))
+        salt = np.uint64(xxhash.xxh64_intdigest((num or "").encode() + (b"\x1f" + pic.encode() if pic else b"")))
         h = np.asarray(row, dtype=np.int64).view(np.uint64) ^ salt
         out.append(fmix64(h).view(np.int64).tolist())
     idx = batch.schema.get_field_index("minhash_bands")
@@ -242,15 +270,16 @@ def _near_batch(batch: pa.RecordBatch, cfg: S.PrepareConfig) -> pa.RecordBatch:
     from skycurate.stages.web.minhash import minhash_batch
 
     out = minhash_batch(batch, _minhash_config(cfg))
-    return _fold_numbers_into_bands(out) if cfg.same_numbers else out
+    return _fold_numbers_into_bands(out, numbers=cfg.same_numbers)
 
 
 def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | None,
                      benchmark_keys: list[str], base_dir: str | None = None, layout: str = "skycurate",
-                     fields: Any = None, text: bool = False) -> DataFrame:
+                     fields: Any = None, text: bool = False, image_index: ImageIndex | None = None) -> DataFrame:
     """Every input row once, ``CHECKED_SCHEMA`` columns plus ``reject_stage``/``reject_reason``:
     quarantined rows have ``quarantine_reason``; rejected ones a verdict; the rest are the prompts.
-    ``df`` holds raw rows of ``layout`` (``text``: JSON text, see ``raw_records.read_records``)."""
+    ``df`` holds raw rows of ``layout`` (``text``: JSON text, see ``raw_records.read_records``);
+    ``image_index``: benchmark image pHashes (``image_decontam``), matched after the text checks."""
     from functools import partial
 
     from pyspark.sql import Window
@@ -264,7 +293,7 @@ def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | No
     from skycurate.schemas.cot_prompts import PromptFields
 
     checked = map_batches(df, partial(canonical_batch, layout=layout, fields=fields or PromptFields(), text=text,
-                                      base_dir=base_dir), CHECKED_SCHEMA)
+                                      base_dir=base_dir, images=cfg.images), CHECKED_SCHEMA)
     # duplicate ids: the first by question text keeps the id, the others are quarantined
     w = Window.partitionBy("id").orderBy(F.col("question").asc_nulls_last(), "dedup_key")
     first = F.row_number().over(w) == 1
@@ -286,7 +315,7 @@ def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | No
                .withColumn(REJECT_REASON, F.when(long_q, F.lit(S.TOO_LONG)).otherwise(F.col(REJECT_REASON))))
     if cfg.exact_dedup:
         pending = F.col(REJECT_REASON).isNull()
-        w2 = Window.partitionBy(F.when(pending, F.col("dedup_key"))).orderBy("id")
+        w2 = Window.partitionBy(F.when(pending, F.concat_ws("\x1f", "dedup_key", "image_key"))).orderBy("id")
         first_id = F.first("id").over(w2)
         is_dup = pending & (first_id != F.col("id"))
         out = (out.withColumn("_first_id", first_id)
@@ -323,7 +352,12 @@ def prepare_on_spark(df: DataFrame, cfg: S.PrepareConfig, index: NgramIndex | No
                 .otherwise(F.col(REJECT_REASON))
             out = (scanned.withColumn(REJECT_REASON, reason_col).withColumn(REJECT_STAGE, stage_col)
                    .drop("text", "contaminated", "leak_ngrams", "leak_chars_removed"))
-    return out.select(*[f.name for f in CHECKED_SCHEMA], REJECT_STAGE, REJECT_REASON)
+    out = out.select(*[f.name for f in CHECKED_SCHEMA], REJECT_STAGE, REJECT_REASON)
+    if image_index is not None:
+        from skycurate.stages.cot.image_decontam import image_verdicts
+
+        out = map_batches(out, partial(image_verdicts, index=image_index), arrow_schema(out))
+    return out
 
 
 def _drop_mode(cfg: S.PrepareConfig):

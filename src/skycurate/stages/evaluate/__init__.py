@@ -1,0 +1,1 @@
+"""Benchmark evaluation: benchmark rows -> items, models' answers, verdicts and accuracy tables."""
