@@ -25,7 +25,7 @@ def test_every_run_command_names_a_flow_taking_its_config_and_a_preflight_check(
     from prefect import Flow
 
     assert set(RUN_COMMANDS) == {"hello", "web", "decontaminate", "leakage-audit", "leakage-reference", "distill",
-                                 "swe", "swe-validate-patches", "preference", "evaluate"}
+                                 "swe", "swe-validate-patches", "preference", "evaluate", "mix", "tokens"}
     for name, (config_model, flow) in RUN_COMMANDS.items():
         model, flow_obj = _load(config_model), _load(flow)
         assert issubclass(model, FlowConfig) and isinstance(flow_obj, Flow), name
@@ -41,6 +41,7 @@ def test_every_run_command_names_a_flow_taking_its_config_and_a_preflight_check(
     ("distill", "no prompts: pass --prompts (a dataset ref or JSONL/Parquet files)"),
     ("swe", "no repository: pass --repos PATH_OR_URL (repeatable)"),
     ("swe-validate-patches", "pass --instances swe/instances@vN and --patches FILE or --trajectories PATH"),
+    ("tokens", "no dataset: pass --dataset NS/NAME[@VERSION] (e.g. web/clean@latest)"),
 ])
 def test_cli_and_flow_fail_with_the_same_line(tmp_path, command, message):
     store = str(tmp_path / "store")

@@ -238,7 +238,7 @@ def test_mining_rejection_detail_is_redacted():
 
 
 def test_cot_teacher_identity_is_redacted():
-    from skycurate.flows.cot_distill import engine_identity
+    from skycurate.flows._engines import engine_identity
     from skycurate.schemas.cot import EngineConfig
 
     teacher = EngineConfig(engine="openai", model="m", base_url="http://user:key@host/v1?api_key=abc")

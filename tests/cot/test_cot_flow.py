@@ -109,6 +109,28 @@ def test_distill_accounts_for_every_prompt_and_writes_what_a_trainer_reads(trans
     assert {k: v["ref"] for k, v in again["datasets"].items()} == {k: v["ref"] for k, v in out["datasets"].items()}
 
 
+def test_distill_counts_the_tokens_of_cot_sft(transformers_run, teacher, prompts):
+    """``--tokenizer``: only the distill task reruns (prompts and samples are cached); cot/sft gets
+    ``n_tokens``, the tokenizer's own count of its messages' contents, and the totals in its stats."""
+    from tokenizers import Tokenizer
+
+    store, first = transformers_run
+    out = _distill("--prompts", str(prompts.path), "--engine", "transformers", "--model", str(teacher), *COMMON,
+                   "--tokenizer", str(teacher), "--store", store)
+    assert out["datasets"]["samples"]["ref"] == first["datasets"]["samples"]["ref"]    # nothing regenerated
+    ref = out["datasets"]["sft"]["ref"]
+    assert ref != first["datasets"]["sft"]["ref"]
+    sft = Catalog(store).open(ref).to_table()
+    tok = Tokenizer.from_file(str(teacher / "tokenizer.json"))
+    want = [len(tok.encode("\n".join(m["content"] for m in msgs), add_special_tokens=False).ids)
+            for msgs in sft["messages"].to_pylist()]
+    assert sft["n_tokens"].to_pylist() == want and all(n > 0 for n in want)
+    counted = out["stats"]["tokens"]
+    assert counted["tokens"] == sum(want) and counted["rows"] == len(want) == out["stats"]["samples_selected"]
+    assert counted["tokenizer"] == str(teacher) and Catalog(store).manifest(ref).stats["tokens"] == counted
+    assert sft.drop_columns(["n_tokens"]).to_pylist() == _rows(store, first["datasets"]["sft"]["ref"])  # same rows
+
+
 def test_a_killed_run_resumes_without_regenerating_finished_shards(transformers_run, teacher, prompts, tmp_path):
     store = str(tmp_path / "store")
     cmd = [sys.executable, "-c", "from skycurate.cli import main; main()", "run", "distill", "--prompts",

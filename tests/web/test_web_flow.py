@@ -38,7 +38,7 @@ def _run(store, cfg, **kwargs):
     return state.result(), {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
 
 
-def test_sample_crawl_end_to_end(store, sample):
+def test_sample_crawl_end_to_end(store, sample, tmp_path):
     crawl, model = sample
     result, states = _run(store, _config(crawl, model))
     assert set(states.values()) == {"Completed"}
@@ -124,6 +124,34 @@ def test_sample_crawl_end_to_end(store, sample):
     assert states == {"extract": "Cached", "annotate_and_filter": "Cached", "dedup": "Cached",
                       "classify": "Completed", "finalize": "Completed"}
     assert retuned["datasets"]["clean"] != refs["clean"]
+
+    # Token counts (tokens.tokenizer): only finalize reruns; web/clean gets n_tokens, the tokenizer's own
+    # count of each text, and the manifest its totals by language (exact) and the tokenizer's lineage.
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from skycurate.schemas.tokens import TokenizerConfig
+
+    texts = catalog.open(retuned["datasets"]["clean"]).to_table()["text"].to_pylist()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    cfg.tokens = TokenizerConfig(tokenizer=str(tmp_path / "tokenizer.json"))
+    counted, states = _run(store, cfg)
+    assert states == {"extract": "Cached", "annotate_and_filter": "Cached", "dedup": "Cached",
+                      "classify": "Cached", "finalize": "Completed"}
+    clean = catalog.open(counted["datasets"]["clean"]).to_table()
+    want = [len(tok.encode(t).ids) for t in clean["text"].to_pylist()]
+    assert clean["n_tokens"].to_pylist() == want and sorted(clean["text"].to_pylist()) == sorted(texts)
+    by_lang: Counter = Counter()
+    for lang, n in zip(clean["lang"].to_pylist(), want, strict=True):
+        by_lang[lang] += n
+    stats = catalog.manifest(counted["datasets"]["clean"]).stats["tokens"]
+    assert counted["tokens"] == stats and stats["tokens"] == sum(want) and stats["by_lang"] == dict(by_lang)
+    assert "tokenizer" in [p.name for p in catalog.manifest(counted["datasets"]["clean"]).parents]
 
 
 def test_incremental_run_does_not_readmit_published_pages(store, sample, tmp_path):

@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 
 MANIFEST_FILE = "_manifest.json"
 FORMAT_VERSION = 1
+#: the dataset card (``catalog.cards``): the one attachment whose name does not start with ``_``,
+#: because Hugging Face ``datasets`` and hubs look for exactly this name
+CARD_FILE = "README.md"
 
 
 class FileEntry(BaseModel):
@@ -21,7 +24,8 @@ class FileEntry(BaseModel):
 
 class Attachment(BaseModel):
     """A non-data file stored with a version (a chart, a report). Names start with ``_`` so
-    Parquet readers pointed at the folder skip them."""
+    Parquet readers pointed at the folder skip them; the one exception is the dataset card
+    (``CARD_FILE``), whose name Hugging Face fixes."""
 
     path: str
     bytes: int
@@ -73,6 +77,14 @@ class Manifest(BaseModel):
     @classmethod
     def from_json(cls, text: str | bytes) -> "Manifest":
         return cls.model_validate_json(text)
+
+
+def check_attachment_name(name: str) -> str:
+    """Attachment names are plain file names starting with ``_``, or the card's ``README.md``."""
+    if name != CARD_FILE and (not name.startswith("_") or "/" in name or "\\" in name or name == MANIFEST_FILE):
+        raise ValueError(f"attachment name {name!r} must start with '_', have no '/' and not be {MANIFEST_FILE} "
+                         f"(or be the card, {CARD_FILE})")
+    return name
 
 
 def _type_json(t: pa.DataType) -> Any:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import logging
 import os
 import posixpath
 import random
@@ -40,7 +41,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import fsspec
 import pyarrow as pa
@@ -50,7 +51,8 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, Field
 
-from skycurate.catalog.manifest import MANIFEST_FILE, Attachment, Manifest, Parent, Producer, schema_to_json
+from skycurate.catalog.manifest import (CARD_FILE, MANIFEST_FILE, Attachment, Manifest, Parent, Producer,
+                                        check_attachment_name, schema_to_json)
 from skycurate.catalog.refs import LATEST, VERSION_RE, DatasetRef, check_name, parse_ref, version_label, version_number
 from skycurate.catalog.writers import (DEFAULT_MAX_ROWS_PER_FILE, count_rows, describe_file, hash_file, read_schema,
                                        spark_reaches, spark_url, write_into)
@@ -58,6 +60,11 @@ from skycurate import faults
 from skycurate.errors import DatasetNotFound, PublishError, SkycurateError, StoreError
 from skycurate.localfs import fsync_folder, fsync_tree, write_atomic
 from skycurate.redact import redact_obj
+
+if TYPE_CHECKING:
+    from skycurate.catalog.cards import CardOptions
+
+log = logging.getLogger(__name__)
 
 STORE_ENV = "SKYCURATE_STORE"
 DEFAULT_STORE = "./store"
@@ -317,12 +324,18 @@ class Catalog:
         if label in seen:  # a diamond: show the node once with its inputs, then as a leaf
             return node
         seen.add(label)
-        for p in m.parents:
-            if p.is_dataset:
-                node.parents.append(self._lineage(p.name, p.version, seen))
-            else:
-                node.parents.append(LineageNode(name=p.name, version=p.version, uri=p.uri, sha256=p.sha256, pin=p.pin))
+        node.parents = self.parent_nodes(m.parents, seen)
         return node
+
+    def parent_nodes(self, parents: Iterable[Parent], seen: set[str] | None = None) -> list[LineageNode]:
+        """The lineage trees of ``parents`` (dataset versions walked recursively, external inputs as leaves)."""
+        seen = set() if seen is None else seen
+        return [self._lineage(p.name, p.version, seen) if p.is_dataset else
+                LineageNode(name=p.name, version=p.version, uri=p.uri, sha256=p.sha256, pin=p.pin) for p in parents]
+
+    def arrow_schema(self, ref: str | DatasetRef) -> pa.Schema:
+        """The Arrow schema of a version, from its first Parquet file's footer."""
+        return read_schema(self.fs, self.file_paths(ref)[0])
 
     def verify(self, ref: str | DatasetRef,
                progress: Callable[[int, int], None] | None = None) -> VerifyReport:
@@ -452,7 +465,7 @@ class Catalog:
     def publish(self, name: str, data: Any, parents: Iterable[Any] = (), producer: Producer | dict | None = None,
                 stats: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None, *, schema: pa.Schema | None = None,
                 max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE,
-                attachments: dict[str, bytes] | None = None) -> DatasetRef:
+                attachments: dict[str, bytes] | None = None, card: CardOptions | bool | None = None) -> DatasetRef:
         """Write ``data`` as a new immutable version of ``name`` and return its reference.
 
         ``stats`` may be a callable given the number of rows written: it runs before the
@@ -460,6 +473,9 @@ class Catalog:
         and an exception from it (e.g. counts that do not reconcile) publishes nothing.
         ``attachments`` (name -> bytes, names starting with ``_``) are stored next to the
         manifest and checked by ``verify``, e.g. a funnel chart.
+        ``card`` adds a dataset card (``README.md``, ``catalog.cards``) to the version: True or
+        ``CardOptions`` for one, False for none; None (the default) follows the producer config's
+        ``card`` section (``card: {enabled: true}`` in a flow config), so every flow can ask for cards.
         """
         check_name(name)
         parent_list = [_without_secrets(_coerce_parent(self, p)) for p in parents]
@@ -481,8 +497,10 @@ class Catalog:
             arrow_schema = read_schema(self.fs, parts[0])
             attached = []
             for att_name, payload in (attachments or {}).items():
-                if not att_name.startswith("_") or "/" in att_name:
-                    raise PublishError(f"attachment name {att_name!r} must start with '_' and have no '/'")
+                try:
+                    check_attachment_name(att_name)
+                except ValueError as e:
+                    raise PublishError(str(e)) from None
                 self.fs.pipe_file(posixpath.join(staging, att_name), payload)
                 attached.append(Attachment(path=att_name, bytes=len(payload),
                                            sha256=hashlib.sha256(payload).hexdigest()))
@@ -498,6 +516,7 @@ class Catalog:
                 schema=schema_to_json(arrow_schema), files=files, attachments=attached, parents=parent_list,
                 producer=producer, stats=stats_dict,
             )
+            manifest = self._with_card(staging, manifest, arrow_schema, card)
             staged = _Staged(base, staging, version, manifest)
             if self._pending is not None:  # committed when the all_or_nothing block ends cleanly
                 self._pending[(name, version)] = staged
@@ -538,6 +557,63 @@ class Catalog:
         pending, self._pending = self._pending, None
         for (name, _), staged in pending.items():
             self._commit_staged(name, staged)
+
+    def _with_card(self, staging: str, manifest: Manifest, schema: pa.Schema,
+                   card: CardOptions | bool | None) -> Manifest:
+        """``manifest`` with a card written into the staging folder, when one is asked for.
+
+        A card is documentation: one that cannot be rendered is logged and left out (``skycurate
+        datasets card`` writes it later), never a reason to lose the data of a publish."""
+        if card is None or card is True:
+            from skycurate.catalog.cards import CardOptions, publish_options
+
+            options = publish_options(manifest.producer.config) if card is None else CardOptions()
+        else:
+            options = card or None
+        if options is None or CARD_FILE in {a.path for a in manifest.attachments}:
+            return manifest
+        from skycurate.catalog.card_files import render_staged_card
+
+        try:
+            payload = render_staged_card(self, manifest, schema, options).encode()
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            log.warning("%s@%s: no dataset card (%s: %s); write one with `skycurate datasets card`",
+                        manifest.name, manifest.version, type(e).__name__, e)
+            return manifest
+        self.fs.pipe_file(posixpath.join(staging, CARD_FILE), payload)
+        card_entry = Attachment(path=CARD_FILE, bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+        return manifest.model_copy(update={"attachments": [*manifest.attachments, card_entry]})
+
+    def attach(self, ref: str | DatasetRef, name: str, payload: bytes, *, replace: bool = False) -> Attachment:
+        """Add a file to a published version after the fact: a dataset card, a report made later.
+
+        The version's data never changes: its files, rows, schema, parents, producer and stats stay as
+        they are; only the manifest's ``attachments`` list gains the entry (with its sha256, so ``verify``
+        checks it like any other file). ``replace`` rewrites an attachment of that name (a regenerated
+        card); without it an existing one is an error. The file is written (atomically) before the
+        manifest names it, so a crash leaves at most an unlisted file, never a listed missing one; two
+        processes attaching to one version at once each re-read the manifest after writing it and add
+        their entry again if the other's write dropped it (as ``_latest`` is kept right).
+        """
+        ref = self.resolve(ref)
+        try:
+            check_attachment_name(name)
+        except ValueError as e:
+            raise PublishError(str(e)) from None
+        entry = Attachment(path=name, bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+        if not replace and name in {a.path for a in self.manifest(ref).attachments}:
+            raise PublishError(f"{ref.label} already has an attachment {name!r}")
+        folder = self._path(ref.name, ref.version)
+        self._write_atomic(posixpath.join(folder, name), payload)
+        for _ in range(20):
+            m = self.manifest(ref)
+            if entry in m.attachments:
+                return entry
+            kept = [a for a in m.attachments if a.path != name]
+            updated = m.model_copy(update={"attachments": [*kept, entry]})
+            self._write_atomic(posixpath.join(folder, MANIFEST_FILE), updated.to_json().encode())
+        raise PublishError(f"could not record attachment {name!r} in the manifest of {ref.label}: "
+                           "other writers kept replacing it")
 
     def _commit_staged(self, name: str, staged: "_Staged") -> None:
         """Make a staged version visible, drop its staging folder and move ``_latest``."""

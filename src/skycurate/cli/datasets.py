@@ -1,11 +1,13 @@
 """The ``skycurate datasets`` group: list the datasets in a store, and show, trace the lineage
-of, read and verify one version.
+of, read, verify, describe (a dataset card) and export one version.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -169,6 +171,83 @@ def datasets_verify(ref: RefArg, store: StoreOpt = None, as_json: JsonOpt = Fals
                 stdout.print(f"  - {problem}")
         if not report.ok:
             raise typer.Exit(1)
+
+
+LicenseOpt = Annotated[Optional[str], typer.Option(
+    "--license", help="Hugging Face license id for the card (cc-by-4.0, apache-2.0, other, ...). "
+                      "Default: the version's current card, else its config's card.license, else 'unknown'.")]
+TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", help="Hub tag for the card (repeat for more).")]
+
+
+@datasets_app.command("card")
+def datasets_card(ref: RefArg, license: LicenseOpt = None, tag: TagOpt = None,
+                  out: Annotated[Optional[str], typer.Option(
+                      "--out", help="Write the card to this file ('-': stdout) instead of into the version.")] = None,
+                  store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Write the version's dataset card (README.md, Hugging Face format) into its folder, so that
+    `datasets.load_dataset(folder)` reads it and the folder can be uploaded to a hub as it is."""
+    from skycurate.catalog.card_files import version_card, write_version_card
+
+    with _errors(debug):
+        catalog, resolved = _resolve(store, ref)
+        if out == "-":
+            sys.stdout.write(version_card(catalog, resolved, license, tag))
+            return
+        if out:
+            Path(out).write_text(version_card(catalog, resolved, license, tag), encoding="utf-8")
+            where = out
+        else:
+            write_version_card(catalog, resolved, license, tag)
+            where = f"{resolved.uri}/README.md"
+        if as_json:
+            _print_json({"dataset": resolved.label, "card": where, "attached": not out})
+        else:
+            stdout.print(f"wrote the card of {resolved.label} to {where}")
+
+
+class ExportFormat(str, Enum):
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
+@datasets_app.command("export")
+def datasets_export(ref: RefArg, dest: Annotated[str, typer.Argument(help="Destination folder or fsspec URL.")],
+                    fmt: Annotated[ExportFormat, typer.Option("--format", help="Shard format.")] = ExportFormat.parquet,
+                    shard_size: Annotated[Optional[str], typer.Option(
+                        "--shard-size", help="Rows per shard (100000) or a size per shard (256MB, 1GiB). "
+                                             "Default: 1000000 rows, as in the store.")] = None,
+                    gzip: Annotated[bool, typer.Option("--gzip", help="Compress jsonl shards (.jsonl.gz).")] = False,
+                    license: LicenseOpt = None, tag: TagOpt = None,
+                    force: Annotated[bool, typer.Option(
+                        "--force", help="Replace a previous export in DEST (other files there stay).")] = False,
+                    no_verify: Annotated[bool, typer.Option(
+                        "--no-verify", help="Skip re-hashing the source version first.")] = False,
+                    store: StoreOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Write a version to DEST as Parquet or JSON Lines shards, with its dataset card (README.md), its charts
+    and _export.json (every shard's rows and sha256); the source is verified first."""
+    from skycurate.catalog.export import ShardSize, export_version, parse_shard_size
+    from skycurate.catalog.writers import DEFAULT_MAX_ROWS_PER_FILE
+
+    with _errors(debug):
+        catalog, resolved = _resolve(store, ref)
+        size = parse_shard_size(shard_size) if shard_size else ShardSize(rows=DEFAULT_MAX_ROWS_PER_FILE)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True, disable=as_json) as progress:
+            tasks: dict[str, int] = {}
+
+            def report(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    label = f"verifying {resolved.label}" if phase == "verify" else f"exporting {resolved.label} rows"
+                    tasks[phase] = progress.add_task(label, total=total)
+                progress.update(tasks[phase], completed=done, total=total)
+
+            result = export_version(catalog, resolved, dest, fmt=fmt.value, shard_size=size, compress=gzip,
+                                    force=force, verify=not no_verify, license=license, tags=tag, progress=report)
+        if as_json:
+            _print_json(result.model_dump())
+            return
+        stdout.print(f"exported {result.dataset} to {result.dest}: {result.rows:,} rows in {len(result.files)} "
+                     f"{result.format} shard(s), {_human_bytes(result.bytes)}, with its card ({result.card})")
 
 
 @datasets_app.command("tag")

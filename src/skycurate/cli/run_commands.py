@@ -34,6 +34,26 @@ def _print_rule_ablation(result: dict, cfg: Any = None) -> None:
     stdout.print(table)
 
 
+def _report_web(result: dict, cfg: Any = None) -> None:
+    _print_rule_ablation(result, cfg)
+    _print_tokens(result.get("tokens"))
+
+
+def _print_tokens(tokens: dict | None) -> None:
+    """Total tokens and their split by language and source, when the run counted them."""
+    if not tokens:
+        return
+    stdout.print(f"tokens: {tokens['tokens']:,} in {tokens['rows']:,} rows ({tokens['tokenizer']})")
+    for key, values in tokens.items():
+        if key.startswith("by_") and values:
+            stdout.print(f"  {key.removeprefix('by_')}: " + ", ".join(f"{k} {v:,}" for k, v in values.items()))
+
+
+TokenizerOpt = Annotated[Optional[str], typer.Option(
+    "--tokenizer", help="Count tokens (n_tokens column, totals in the manifest) with this tokenizer: a folder with "
+                        "tokenizer.json, a tokenizer.json file or tiktoken:<encoding>.")]
+
+
 @_flow_command("hello", "skycurate.schemas.hello:HelloConfig", "skycurate.flows.hello:hello_flow")
 def run_hello(
     source: Annotated[Optional[list[str]], typer.Option(
@@ -45,7 +65,7 @@ def run_hello(
 
 
 @_flow_command("web", "skycurate.schemas.web_flow:WebConfig", "skycurate.flows.web_corpus:web_flow",
-               report=_print_rule_ablation, json_extra=("rule_ablation",), backends=True)
+               report=_report_web, json_extra=("rule_ablation", "tokens"), backends=True)
 def run_web(
     input: Annotated[Optional[list[str]], typer.Option(
         "--input", "-i", help="WARC/HTML/JSONL/Parquet file, folder or glob (repeatable).")] = None,
@@ -57,11 +77,12 @@ def run_web(
     benchmark: Annotated[Optional[list[str]], typer.Option(
         help="NAME=PATH: decontaminate the new web/clean against this benchmark in the same run (repeatable).")
     ] = None,
+    tokenizer: TokenizerOpt = None,
 ) -> dict[str, Any]:
     """SkyPile web corpus: extract, language ID, quality and safety filters, boilerplate, dedup, classifier."""
     return {"inputs": input or None, "dedup_against": dedup_against, "quality_model.model_path": quality_model,
             "safety.url_blocklist": url_blocklist, "safety.keyword_blocklist": keyword_blocklist,
-            "benchmarks": _benchmark_overrides(benchmark, None)}
+            "benchmarks": _benchmark_overrides(benchmark, None), "tokens.tokenizer": tokenizer}
 
 
 BenchmarkOpt = Annotated[Optional[list[str]], typer.Option(
@@ -229,6 +250,7 @@ def _report_distill(result: dict, cfg: Any) -> None:
         j = s["judge"]
         stdout.print(f"judge: {j['asked']:,} questions asked, {j['quarantined']:,} replies decided nothing "
                      "(cot/judge-quarantine)")
+    _print_tokens(s.get("tokens"))
     stdout.print("train on it: datasets.load_dataset('parquet', data_files='<cot/sft uri>/*.parquet') "
                  "-> the 'messages' column")
 
@@ -257,6 +279,7 @@ def run_distill(
     judge_base_url: Annotated[Optional[str], typer.Option(help="Endpoint of an openai judge.")] = None,
     judge_scores: Annotated[Optional[bool], typer.Option(
         "--judge-scores/--no-judge-scores", help="Let the judge score s_v/s_t/s_i of prompts that lack them.")] = None,
+    tokenizer: TokenizerOpt = None,
 ) -> dict[str, Any]:
     """CoT distillation: prompts -> teacher samples -> verified chains of adaptive length -> cot/sft."""
     return {"prompts": prompts, "benchmarks": _benchmark_overrides(benchmark, benchmarks),
@@ -266,7 +289,29 @@ def run_distill(
             "template.template": template.replace("\\n", "\n") if template else None,
             "template.mode": None if chat is None else ("chat" if chat else "raw"),
             "judge.engine.model": judge_model, "judge.engine.engine": judge_engine,
-            "judge.engine.base_url": judge_base_url, "judge.scores": judge_scores}
+            "judge.engine.base_url": judge_base_url, "judge.scores": judge_scores, "tokens.tokenizer": tokenizer}
+
+
+def _report_tokens(result: dict, cfg: Any) -> None:
+    _print_tokens(result["stats"])
+
+
+@_flow_command("tokens", "skycurate.schemas.tokens_flow:TokensFlowConfig", "skycurate.flows.tokens:tokens_flow",
+               report=_report_tokens, json_extra=("stats",), backends=True)
+def run_tokens(
+    dataset: Annotated[Optional[str], typer.Option(help="The dataset version counted, e.g. web/clean@v0003.")] = None,
+    tokenizer: TokenizerOpt = None,
+    text_column: Annotated[Optional[str], typer.Option(
+        help="The column counted (default: text, messages, problem_statement, question or prompt).")] = None,
+    add_special_tokens: Annotated[Optional[bool], typer.Option(
+        "--add-special-tokens/--no-special-tokens", help="Count the BOS/EOS the tokenizer adds to each text.")] = None,
+    output: Annotated[Optional[str], typer.Option(help="Name of the counted copy (default: <dataset>-tokens).")] = None,
+) -> dict[str, Any]:
+    """Token counts: a dataset version -> <name>-tokens (its rows with n_tokens), totals by language and source."""
+    import skycurate.flows._preflight_tokens  # noqa: F401 - its checks run before Prefect and Spark start
+
+    return {"dataset": dataset, "output": output, "tokens.tokenizer": tokenizer, "tokens.text_column": text_column,
+            "tokens.add_special_tokens": add_special_tokens}
 
 
 def _report_evaluate(result: dict, cfg: Any) -> None:
@@ -345,7 +390,12 @@ def run_evaluate(
             "judge.engine.base_url": judge_base_url}
 
 
-@_flow_command("swe", "skycurate.schemas.swe_flow:SweConfig", "skycurate.flows.swe_mining:swe_flow")
+def _report_swe(result: dict, cfg: Any) -> None:
+    _print_tokens(result.get("tokens"))
+
+
+@_flow_command("swe", "skycurate.schemas.swe_flow:SweConfig", "skycurate.flows.swe_mining:swe_flow",
+               report=_report_swe, json_extra=("tokens",))
 def run_swe(
     repos: Annotated[Optional[list[str]], typer.Option(
         "--repos", "-r", help="Local clone or git URL (repeatable).")] = None,
@@ -358,10 +408,12 @@ def run_swe(
     timeout: Annotated[Optional[int], typer.Option(min=1, help="Seconds a test run may take.")] = None,
     python: Annotated[Optional[str], typer.Option(
         help="Python of the test environments: auto (per repository and commit date) or 3.9, 3.11, 3.13.")] = None,
+    tokenizer: TokenizerOpt = None,
 ) -> dict[str, Any]:
     """SWE task mining: git repos -> issue-fixing changes with tests -> Docker-validated instances."""
     return {"repos": repos or None, "prs": prs, "github": github, "validation.workers": workers,
-            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout, "python": python}
+            "validation.keep_images": keep_images, "validation.limits.timeout_s": timeout, "python": python,
+            "tokens.tokenizer": tokenizer}
 
 
 @_flow_command("swe-validate-patches", "skycurate.schemas.swe_flow:PatchValidationConfig",
@@ -381,3 +433,32 @@ def run_swe_validate_patches(
     resolved trajectories become SFT data (swe/trajectories)."""
     return {"instances": instances, "patches": patches, "trajectories": trajectories or None,
             "tokenizer": tokenizer, "validation.workers": workers}
+
+
+def _report_mix(result: dict, cfg: Any) -> None:
+    s = result["stats"]
+    t = Table(title=f"train/{cfg.name}: {s['tokens']:,} tokens, {s['rows']:,} rows (seed {s['seed']})")
+    for col in ("source", "held", "planned", "achieved", "share planned", "share achieved", "epochs"):
+        t.add_column(col, justify="left" if col == "source" else "right", no_wrap=True)
+    for name, p in s["sources"].items():
+        t.add_row(name, f"{p['available_tokens']:,}", f"{p['target_tokens']:,}", f"{p['achieved_tokens']:,}",
+                  f"{p['share_planned']:.1%}", f"{p['share_achieved']:.1%}", f"{p['epochs_achieved']:.2f}")
+    stdout.print(t)
+    stdout.print(f"chart: {result['datasets']['mixture'].uri}/_mix.png")
+
+
+@_flow_command("mix", "skycurate.schemas.mix:MixFlowConfig", "skycurate.flows.mix:mix_flow", report=_report_mix,
+               json_extra=("stats",))
+def run_mix(
+    name: Annotated[Optional[str], typer.Option(help="The mixture: published as train/NAME.")] = None,
+    total_tokens: Annotated[Optional[int], typer.Option(min=1, help="The mixture's size in tokens.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the shuffle and of partial epochs.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="Tokenizer folder, tokenizer.json or tiktoken:<encoding> for sources without n_tokens.")] = None,
+    shard_rows: Annotated[Optional[int], typer.Option(min=1, help="Rows per Parquet shard.")] = None,
+) -> dict[str, Any]:
+    """Training mixture: catalog datasets with token shares or budgets, capped upsampling -> train/NAME."""
+    import skycurate.flows._preflight_mix  # noqa: F401 - its checks run before Prefect starts
+
+    return {"name": name, "total_tokens": total_tokens, "seed": seed, "shard_rows": shard_rows,
+            "tokenizer.tokenizer": tokenizer}

@@ -64,11 +64,16 @@ def decontaminate(store: str, corpus: DatasetRef, benchmarks: list[BenchmarkSpec
                                                 {"summary": per_benchmark, "index": index_stats,
                                                  "corpus": corpus.label})
             clean = annotated.filter(F.col("reject_reason").isNull()).drop("reject_stage", "reject_reason")
+            stale_tokens = cfg.mode != "drop_document" and "n_tokens" in clean.columns
+            if stale_tokens:   # cut texts: the corpus's token counts no longer hold (recount: skycurate run tokens)
+                clean = clean.drop("n_tokens")
 
             def stats(n_kept: int) -> dict[str, Any]:
                 step = FunnelStep(stage=STAGE, rows_in=n_input, rows_out=n_kept, rejected=n_rejected)
                 return {**funnel_stats(None, step), "input": n_input, "kept": n_kept, "rejected": n_rejected,
-                        "summary": per_benchmark, "decontaminate": cfg.model_dump(mode="json")}
+                        "summary": per_benchmark, "decontaminate": cfg.model_dump(mode="json"),
+                        **({"n_tokens_dropped": "texts were cut; recount with skycurate run tokens"}
+                           if stale_tokens else {})}
 
             chart = funnel_chart_png([{"stage": "corpus", "rows_in": n_input, "rows_out": n_input},
                                       {"stage": STAGE, "rows_in": n_input, "rows_out": n_input - n_rejected,

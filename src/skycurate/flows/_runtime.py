@@ -221,7 +221,10 @@ def attach_chart_artifact(flow_name: str, png: bytes) -> None:
 
 def attach_run_report(flow_name: str, catalog: Catalog, ref: DatasetRef, chart: str | None = None) -> list[dict]:
     """The run's funnel (from ``ref``'s manifest) and, when named, its attached chart, as
-    artifacts on the flow run; returns the funnel."""
+    artifacts on the flow run; returns the funnel. With ``card.enabled`` in the flow config, ``ref``
+    also gets a dataset card if it has none (a cached task returned a version made before cards
+    were on; versions published in this run got theirs at publish)."""
+    _ensure_card(catalog, ref)
     funnel = catalog.manifest(ref).stats.get("funnel") or []
     if funnel:
         attach_funnel_artifact(flow_name, funnel)
@@ -232,3 +235,14 @@ def attach_run_report(flow_name: str, catalog: Catalog, ref: DatasetRef, chart: 
 
         attach_chart_artifact(flow_name, funnel_chart_png(funnel, f"{flow_name} funnel"))
     return funnel
+
+
+def _ensure_card(catalog: Catalog, ref: DatasetRef) -> None:
+    """A card is documentation: failing to write one is logged, never a failed run."""
+    from skycurate.catalog.card_files import ensure_card
+
+    try:
+        ensure_card(catalog, ref, current_producer().config)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        log.warning("%s: no dataset card (%s: %s); write one with `skycurate datasets card %s`",
+                    ref.label, type(e).__name__, e, ref.label)

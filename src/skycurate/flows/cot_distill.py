@@ -34,9 +34,10 @@ import pyarrow as pa
 from prefect import flow
 
 from skycurate.catalog import Catalog, DatasetRef
-from skycurate.catalog.pins import pin_model_folder
+from skycurate.catalog.pins import FilePin
 from skycurate.connectors.benchmarks import BenchmarkPins, benchmark_parents, pin_benchmarks
 from skycurate.flows._preflight import open_flow
+from skycurate.flows._engines import engine_identity
 from skycurate.flows._runtime import (
     GPU_SLOTS,
     attach_run_report,
@@ -55,6 +56,7 @@ from skycurate.schemas.cot_rl import PreferenceConfig, RLPoolConfig
 from skycurate.schemas.cot_select import SelectConfig
 from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.leakage import BenchmarkSpec
+from skycurate.schemas.tokens import TokenizerConfig
 from skycurate.spark import get_spark
 from skycurate.stages.accounting import AccountingError, FunnelStep
 from skycurate.stages.cot.prompts import prompt_layout
@@ -201,7 +203,8 @@ def generate(store: str, prompts: DatasetRef, engine_identity: Any, template: S.
 def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: DatasetRef, template_rejected: DatasetRef,
             template: S.TemplateConfig, verify: VerifyConfig, select: SelectConfig, rl: RLPoolConfig,
             preference: PreferenceConfig, spark: SparkConfig, judge: JudgeConfig = JudgeConfig(),
-            judge_identity: Any = None, scores_quarantine: DatasetRef | None = None) -> dict[str, DatasetRef]:
+            judge_identity: Any = None, scores_quarantine: DatasetRef | None = None,
+            tokens: TokenizerConfig | None = None, tokenizer: FilePin | None = None) -> dict[str, DatasetRef]:
     """Verify + select over the samples -> ``cot/generations``, ``cot/sft``, ``cot/rejected``, ``cot/quarantine``,
     and from the same verdicts ``cot/rl_pool`` and ``cot/preference`` (each with its ``-rejected``)."""
     import pyarrow.compute as pc
@@ -290,7 +293,14 @@ def distill(store: str, prompts: DatasetRef, dropped: DatasetRef, samples: Datas
                                                    "completion_tokens", "selected").toArrow(),
                                    f"CoT selection: {n_with} of {n_generated} prompts kept")
             sft = O.sft_frame(selected, images, template, teacher_name, json.dumps(sampling, sort_keys=True))
-            sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref], producer, stats,
+            if tokens is not None:   # n_tokens of every chain's messages, totals in stats["tokens"]
+                from skycurate.stages.tokens import counted_on_spark, token_stats_on_spark, tokenizer_identity
+
+                sft = counted_on_spark(sft, tokens, f"{scratch}/sft-tokens", S.SFT).orderBy("prompt_id", "sample_index")
+                stats = {**stats, "tokens": {**token_stats_on_spark(sft, tokens),
+                                             **tokenizer_identity(tokens, tokenizer)}}
+            sft_ref = catalog.publish(S.SFT, sft, [*parents, gen_ref, rej_ref, q_ref,
+                                                   *([tokenizer.parent()] if tokenizer else [])], producer, stats,
                                       attachments={"_charts.png": chart})
             if pool is not None:
                 extra.update(_publish_side(catalog, S.RL_POOL, pool, pool_rejected, [gen_ref], producer))
@@ -327,20 +337,15 @@ def _publish_side(catalog: Catalog, name: str, table: pa.Table, rejected: pa.Tab
     return {short: ref, f"{short}_rejected": rej_ref}
 
 
-def engine_identity(teacher: S.EngineConfig) -> Any:
-    if teacher.engine == "openai":
-        from skycurate.redact import redact
-
-        return redact(f"openai:{teacher.model}@{teacher.base_url}")   # the `teacher` column: no credentials
-    return {"engine": teacher.engine, "model": pin_model_folder(teacher.model).model_dump()}
-
-
 @flow(name="distill")
 def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.DistillFlowConfig(),
                  force: bool = False) -> dict[str, Any]:
     """Prompts -> prepared prompts -> teacher samples (sharded, resumable) -> verified, selected SFT chains."""
+    from skycurate.stages.tokens import checked_pin
+
     cfg = config
     store, catalog = open_flow(store, cfg)
+    tokenizer = checked_pin(cfg.tokens)
     source_key = resolve_source(cfg.prompts, store)
     prepared = run_dataset_task(prepare_prompts, store=store, force=force, source=cfg.prompts, source_key=source_key,
                                 layout=prompt_layout(cfg.prompts, store, cfg.fields), fields=cfg.fields,
@@ -361,7 +366,8 @@ def distill_flow(store: str | None = None, config: S.DistillFlowConfig = S.Disti
                              template_rejected=generated["template_rejected"], template=cfg.template,
                              verify=cfg.verify, select=cfg.select, rl=cfg.rl_pool, preference=cfg.preference,
                              spark=cfg.spark, judge=cfg.judge, judge_identity=judge_identity,
-                             scores_quarantine=scored.get("scores_quarantine"))
+                             scores_quarantine=scored.get("scores_quarantine"), tokens=cfg.tokens,
+                             tokenizer=tokenizer)
     funnel = attach_run_report("distill", catalog, final["sft"], chart="_charts.png")
     return {"datasets": {**prepared, **scored, **generated, **final}, "funnel": funnel,
             "stats": catalog.manifest(final["sft"]).stats}

@@ -37,7 +37,7 @@ from skycurate.flows._runtime import (
     run_dataset_task,
     slots,
 )
-from skycurate.flows.cot_distill import engine_identity
+from skycurate.flows._engines import engine_identity
 from skycurate.schemas import evaluate as E
 from skycurate.schemas.cot import EngineConfig, GenerateConfig, TemplateConfig
 from skycurate.schemas.cot_judge import JudgeConfig

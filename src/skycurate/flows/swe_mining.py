@@ -33,6 +33,7 @@ from skycurate.flows._runtime import (
 from skycurate.schemas.config import SparkConfig
 from skycurate.schemas.swe import INSTANCE_SCHEMA, REJECTED_SCHEMA, MiningConfig, ValidationConfig
 from skycurate.schemas.swe_flow import SweConfig
+from skycurate.schemas.tokens import TokenizerConfig
 from skycurate.stages.accounting import FunnelStep
 
 NAMESPACE = "swe"
@@ -66,7 +67,8 @@ def _ts(value: Any) -> dt.datetime | None:
 
 @dataset_task()
 def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_repos: int, python: str,
-             cfg: ValidationConfig, force: bool = False) -> dict[str, DatasetRef]:
+             cfg: ValidationConfig, force: bool = False, tokens: TokenizerConfig | None = None,
+             tokenizer: FilePin | None = None) -> dict[str, DatasetRef]:
     from skycurate.reporting import funnel_chart_png
     from skycurate.stages.swe.validate import validate_all, validation_funnel
 
@@ -106,24 +108,37 @@ def validate(store: str, candidates: DatasetRef, mine_rejected: DatasetRef, n_re
                     "instance_image_extra_bytes": extra, "work": str(work)}
 
         chart = funnel_chart_png(steps, "SWE task mining funnel")
-        inst_ref = catalog.publish(f"{NAMESPACE}/instances", pa.Table.from_pylist(instances, INSTANCE_SCHEMA),
-                                   [candidates, rej_ref], producer, stats, attachments={"_funnel.png": chart})
+        table, counted = pa.Table.from_pylist(instances, INSTANCE_SCHEMA), {}
+        if tokens is not None:   # n_tokens of each instance (problem_statement by default), totals per repo
+            from skycurate.stages.tokens import count_table, token_stats, tokenizer_identity
+
+            table = count_table(table, tokens, f"{NAMESPACE}/instances")
+            counted = {"tokens": {**token_stats(table, tokens, ("lang", "source", "repo")),
+                                  **tokenizer_identity(tokens, tokenizer)}}
+        inst_ref = catalog.publish(f"{NAMESPACE}/instances", table,
+                                   [candidates, rej_ref, *([tokenizer.parent()] if tokenizer else [])], producer,
+                                   lambda n: {**stats(n), **counted}, attachments={"_funnel.png": chart})
     return {"instances": inst_ref, "rejected": rej_ref, "candidates": candidates}
 
 
 @flow(name="swe")
 def swe_flow(store: str | None = None, config: SweConfig = SweConfig(), force: bool = False) -> dict[str, Any]:
     """Git repositories -> SWE-bench instances validated by running their tests in Docker."""
+    from skycurate.stages.tokens import checked_pin
+
     cfg = config
     store, catalog = open_flow(store, cfg)
+    tokenizer = checked_pin(cfg.tokens)
     cache_dir = cfg.mining.cache_dir or str(catalog.cache_dir("git"))
     repos = pin_repos(cfg.repos, cache_dir)
     common = {"store": store, "force": force}
     mined = run_dataset_task(mine, **common, repos=repos, prs=pin_file(cfg.prs),
                              github=cfg.github, cfg=cfg.mining, cache_dir=cache_dir, spark=cfg.spark)
     final = run_dataset_task(validate, **common, candidates=mined["candidates"], mine_rejected=mined["mine_rejected"],
-                             n_repos=len(repos), python=cfg.python, cfg=cfg.validation)
+                             n_repos=len(repos), python=cfg.python, cfg=cfg.validation, tokens=cfg.tokens,
+                             tokenizer=tokenizer)
     steps = attach_run_report("swe", catalog, final["instances"], chart="_funnel.png")
     return {"datasets": {"instances": final["instances"], "rejected": final["rejected"],
-                         "candidates": final["candidates"]}, "funnel": steps}
+                         "candidates": final["candidates"]}, "funnel": steps,
+            "tokens": catalog.manifest(final["instances"]).stats.get("tokens")}
 

@@ -15,6 +15,7 @@ aggregation job) and checks that input = kept + rejected + quarantined before an
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -25,6 +26,7 @@ from skycurate.flows._preflight import open_flow
 from skycurate.flows._runtime import (attach_run_report, current_producer, dataset_task,
                                       run_dataset_task)
 from skycurate.schemas.config import SparkConfig
+from skycurate.schemas.tokens import TokenizerConfig
 from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
 from skycurate.schemas.web_annotate import LidConfig, QualityModelConfig, SafetyConfig
 from skycurate.schemas.web_dedup import MinHashConfig
@@ -111,7 +113,9 @@ def _import_charting() -> None:
 @dataset_task()
 def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered: DatasetRef, deduped: DatasetRef,
              scored: DatasetRef, previous_index: DatasetRef | None, rejected_preview_chars: int,
-             spark: SparkConfig) -> dict[str, DatasetRef]:
+             spark: SparkConfig, tokens: TokenizerConfig | None = None,
+             tokenizer: FilePin | None = None) -> dict[str, DatasetRef]:
+    from skycurate.stages.tokens import counted_on_spark, token_stats_on_spark, tokenizer_identity
     from skycurate.stages.web.ablation import rule_ablation
 
     # matplotlib takes a second or more to import: do it while the driver waits for Spark below.
@@ -132,7 +136,7 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
     chart = funnel_chart_png(funnel, "web corpus funnel")
     # rejected, clean and the index become visible together, and only if the counts reconcile
     # (checked in clean's stats, after all rows are written, before anything is committed).
-    with catalog.all_or_nothing():
+    with catalog.scratch("web-tokens") if tokens else contextlib.nullcontext() as scratch, catalog.all_or_nothing():
         rejected_ref = catalog.publish(
             f"{NAMESPACE}/rejected",
             pipeline.rejected_rows([frames["extracted"], frames["filtered"], frames["deduped"], frames["scored"]],
@@ -141,14 +145,19 @@ def finalize(store: str, quarantine: DatasetRef, extracted: DatasetRef, filtered
             {"rejected_by_stage": {s["stage"]: s["rejected"] for s in funnel}})
         n_rejected = catalog.manifest(rejected_ref).num_rows
 
+        clean, counted = pipeline.clean_rows(frames["scored"]), {}
+        if tokens is not None:   # n_tokens on every clean row, totals by language and source
+            clean = counted_on_spark(clean, tokens, scratch, f"{NAMESPACE}/clean")
+            counted = {"tokens": {**token_stats_on_spark(clean, tokens), **tokenizer_identity(tokens, tokenizer)}}
+
         def stats(n_clean: int) -> dict[str, Any]:
             pipeline.check_reconciles(n_input, n_clean, n_rejected, n_quarantined, funnel)
             return {"funnel": funnel, "input": n_input, "kept": n_clean, "rejected": n_rejected,
-                    "quarantined": n_quarantined, "rule_ablation": ablation}
+                    "quarantined": n_quarantined, "rule_ablation": ablation, **counted}
 
-        clean_ref = catalog.publish(f"{NAMESPACE}/clean", pipeline.clean_rows(frames["scored"]),
-                                    [scored, rejected_ref, quarantine], producer, stats,
-                                    attachments={"_funnel.png": chart})
+        clean_ref = catalog.publish(f"{NAMESPACE}/clean", clean,
+                                    [scored, rejected_ref, quarantine, *([tokenizer.parent()] if tokenizer else [])],
+                                    producer, stats, attachments={"_funnel.png": chart})
         # The index is cumulative: this version's clean pages plus everything the previous index
         # held, so deduplicating against it covers every earlier crawl in the chain.
         index = pipeline.index_rows(frames["scored"])
@@ -175,8 +184,11 @@ def index_for(catalog: Catalog, clean: str) -> DatasetRef:
 @flow(name="web")
 def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: bool = False) -> dict[str, Any]:
     """Raw crawl (WARC/HTML/JSONL/Parquet) -> web/clean + web/rejected + web/quarantine, with the funnel."""
+    from skycurate.stages.tokens import checked_pin
+
     cfg = config
     store, catalog = open_flow(store, cfg)
+    tokenizer = checked_pin(cfg.tokens)
     previous_index = index_for(catalog, cfg.dedup_against) if cfg.dedup_against else None
     lists = {"url_blocklist": pin_file(cfg.safety.url_blocklist),
              "keyword_blocklist": pin_file(cfg.safety.keyword_blocklist),
@@ -194,7 +206,7 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
                               model=pin_file(cfg.quality_model.model_path))
     final = run_dataset_task(finalize, **common, quarantine=got["quarantine"], extracted=got["extracted"],
                              filtered=filtered, deduped=deduped, scored=scored, previous_index=previous_index,
-                             rejected_preview_chars=cfg.rejected_preview_chars)
+                             rejected_preview_chars=cfg.rejected_preview_chars, tokens=cfg.tokens, tokenizer=tokenizer)
     funnel = attach_run_report("web", catalog, final["clean"], chart="_funnel.png")
     if cfg.benchmarks:   # chained: each new web/clean version is decontaminated in the run that made it
         from skycurate.connectors.benchmarks import pin_benchmarks
@@ -207,5 +219,6 @@ def web_flow(store: str | None = None, config: WebConfig = WebConfig(), force: b
         final = {**final, "decontaminated": chained["clean"], "contamination": chained["contamination"],
                  "decontaminate_rejected": chained["rejected"]}
         attach_run_report("web-decontaminate", catalog, chained["clean"], chart="_funnel.png")
-    return {"datasets": final, "funnel": funnel,
-            "rule_ablation": catalog.manifest(final["clean"]).stats.get("rule_ablation")}
+    clean_stats = catalog.manifest(final["clean"]).stats
+    return {"datasets": final, "funnel": funnel, "rule_ablation": clean_stats.get("rule_ablation"),
+            "tokens": clean_stats.get("tokens")}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from skycurate.errors import ConfigError
 
@@ -49,10 +50,34 @@ class SparkConfig(StrictModel):
         return self.master or os.environ.get(SPARK_MASTER_ENV) or "local[*]"
 
 
+class CardConfig(StrictModel):
+    """Dataset cards at publish time (``catalog.cards``): a ``README.md`` in every version the run
+    publishes, so each version folder loads with ``datasets.load_dataset(folder)`` and can go to a hub.
+
+    Off by default: a folder with a ``README.md`` is no longer a bare Parquet folder for readers that
+    do not filter by extension (``pyarrow.parquet.read_table(folder)``). The catalog reads this section
+    from the producer config recorded with each version, which is how every flow honours it.
+    """
+
+    enabled: bool = False
+    license: str | None = Field(default=None, description="Hugging Face license id (cc-by-4.0, apache-2.0, other, "
+                                                          "...); None writes 'unknown'")
+    tags: list[str] = Field(default_factory=list, description="hub tags, besides 'skycurate'")
+
+    @field_validator("license")
+    @classmethod
+    def _license_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z0-9][a-z0-9.+_-]{0,63}\Z", value):
+            raise ValueError(f"{value!r} is not a Hugging Face license id (e.g. cc-by-4.0, apache-2.0, mit, other)")
+        return value
+
+
 class FlowConfig(StrictModel):
     """Fields every flow config has."""
 
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    card: CardConfig = Field(default_factory=CardConfig, description="write a dataset card into every version "
+                                                                      "the run publishes")
     rebuild_of: str | None = Field(
         default=None, description="set by `skycurate rebuild`: the version this run rebuilds (recorded in every "
                                   "output's producer config)")

@@ -45,6 +45,7 @@ from skycurate.schemas.cot_verify import VerifyConfig
 from skycurate.schemas.engine import EngineConfig
 from skycurate.schemas.generation import SamplingParams
 from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
+from skycurate.schemas.tokens import TokenizerConfig
 
 NAMESPACE = "cot"
 PROMPTS = f"{NAMESPACE}/prompts"
@@ -221,6 +222,9 @@ class DistillFlowConfig(FlowConfig):
                                description="a judge model for what rules cannot decide: answer equivalence, R1V's "
                                            "s_v/s_t/s_i scores, reasoning against an explanation (off until "
                                            "judge.engine is set)")
+    tokens: TokenizerConfig | None = Field(
+        default=None, description="count tokens with this tokenizer: cot/sft gets an n_tokens column (the content "
+                                  "of its messages) and its manifest the totals (stats.tokens); none = no counting")
 
 
 # ---- datasets ----

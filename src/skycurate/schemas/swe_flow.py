@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from skycurate.schemas.config import FlowConfig
 from skycurate.schemas.swe import AUTO_PYTHON, PYTHON_RELEASED, MiningConfig, ValidationConfig
+from skycurate.schemas.tokens import TokenizerConfig
 
 
 class SweConfig(FlowConfig):
@@ -29,6 +30,10 @@ class SweConfig(FlowConfig):
         return v
     mining: MiningConfig = Field(default_factory=MiningConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    tokens: TokenizerConfig | None = Field(
+        default=None, description="count tokens with this tokenizer: swe/instances gets an n_tokens column (of "
+                                  "problem_statement unless text_column says otherwise) and its manifest the totals "
+                                  "(stats.tokens); none = no counting")
 
 
 class PatchValidationConfig(FlowConfig):

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from skycurate.schemas.config import FlowConfig
 from skycurate.schemas.leakage import BenchmarkSpec, DecontaminateConfig
+from skycurate.schemas.tokens import TokenizerConfig
 from skycurate.schemas.web import BoilerplateConfig, ExactDedupConfig
 from skycurate.schemas.web_annotate import LidConfig, QualityModelConfig, SafetyConfig
 from skycurate.schemas.web_dedup import MinHashConfig
@@ -34,6 +35,9 @@ class WebConfig(FlowConfig):
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     minhash: MinHashConfig = Field(default_factory=MinHashConfig)
     quality_model: QualityModelConfig = Field(default_factory=QualityModelConfig)
+    tokens: TokenizerConfig | None = Field(
+        default=None, description="count tokens with this tokenizer: web/clean gets an n_tokens column and its "
+                                  "manifest the totals (stats.tokens); none = no counting")
 
     @field_validator("dedup_against")
     @classmethod

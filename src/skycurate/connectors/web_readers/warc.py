@@ -210,8 +210,9 @@ def _peek(path: str, cps: _Checkpoints, at: int, n: int) -> bytes:
 
 def _looks_like_record(region: bytes) -> bool:
     """Does ``region`` start with a (damaged) WARC record header rather than left-over bytes of the previous one?"""
-    if region.startswith(b"WARC/"):
-        return True
+    head = region.lstrip(b"\r\n")
+    if head.startswith(b"WARC/") or (0 < len(head) < 5 and b"WARC/".startswith(head)):
+        return True   # (the file may end a few bytes into the next header: that record is cut, not the last)
     cut = region.find(b"\nWARC/1.")
     head = (region if cut < 0 else region[:cut]).lower()
     return b"\nwarc-record-id:" in head or b"\nwarc-type:" in head
