@@ -250,6 +250,15 @@ def score_prompts(prompts: pa.Table, cfg: JudgeConfig, ask: Ask) -> tuple[pa.Tab
 # ------------------------------------------------------------------------------------ engine
 
 
+def _template(cfg: JudgeConfig) -> S.TemplateConfig:
+    """Judge prompts are complete texts: the template only chooses chat or raw and the system turn."""
+    return S.TemplateConfig(mode=cfg.mode, system=cfg.system, add_special_tokens=True)
+
+
+def _generation(cfg: JudgeConfig) -> S.GenerateConfig:
+    return S.GenerateConfig(samples=1, sampling=cfg.sampling, shard_size=cfg.shard_size)
+
+
 class Judge:
     """The judge model behind ``ask``: templated like a teacher, generated in journalled shards
     under ``work``; the engine opens on the first question and closes with the ``with`` block."""
@@ -258,8 +267,7 @@ class Judge:
         if cfg.engine is None:
             raise ValueError("judge.engine is not set")
         self.cfg, self.work, self.force = cfg, work, force
-        self.template = S.TemplateConfig(mode=cfg.mode, system=cfg.system, add_special_tokens=True)
-        self.gen = S.GenerateConfig(samples=1, sampling=cfg.sampling, shard_size=cfg.shard_size)
+        self.template, self.gen = _template(cfg), _generation(cfg)
         self._engine = None
         self._tokenizer: Any = False
         self.asked = 0
@@ -317,6 +325,4 @@ def judge_work_key(identity: Any, cfg: JudgeConfig) -> str:
     so a changed template asks again without a new folder)."""
     from skycurate.stages.cot.teacher import work_key
 
-    template = S.TemplateConfig(mode=cfg.mode, system=cfg.system, add_special_tokens=True)
-    gen = S.GenerateConfig(samples=1, sampling=cfg.sampling, shard_size=cfg.shard_size)
-    return "judge-" + work_key(identity, template, cfg.engine, gen)
+    return "judge-" + work_key(identity, _template(cfg), cfg.engine, _generation(cfg))
